@@ -1,0 +1,14 @@
+//! tether: an HTTP load balancer with signed, server-enforced session persistence, on Pingora.
+//!
+//! Modules, one concern each: [`config`] (the YAML file), [`upstreams`] (backends, health,
+//! selection), [`proxy`] (the `ProxyHttp` phases), [`metrics`], [`admin`] (the admin listener)
+//! and [`server`] (wiring them into a Pingora server).
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod admin;
+pub mod config;
+pub mod metrics;
+pub mod proxy;
+pub mod server;
+pub mod upstreams;

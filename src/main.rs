@@ -1,0 +1,56 @@
+//! The `tether` binary: parse flags, load and check the config, run the server.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tether::config::Config;
+use tether::server::{self, StartMode};
+
+/// Pingora's flags, plus `--version`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "tether",
+    version,
+    about = "HTTP load balancer with session persistence"
+)]
+struct Cli {
+    /// The config file.
+    #[arg(short, long, default_value = "/etc/tether/tether.yaml")]
+    conf: String,
+    /// Check the config and exit.
+    #[arg(short, long)]
+    test: bool,
+    /// Take the listening sockets over from a running tether (zero-downtime upgrade/reload).
+    #[arg(short, long)]
+    upgrade: bool,
+    /// Run in the background.
+    #[arg(short, long)]
+    daemon: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config = match Config::load(&cli.conf) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("tether: configuration error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.test {
+        println!("tether: configuration file {} is valid", cli.conf);
+        return ExitCode::SUCCESS;
+    }
+    let mode = StartMode {
+        upgrade: cli.upgrade,
+        daemon: cli.daemon,
+    };
+    match server::build(config, mode) {
+        Ok(server) => server.run_forever(),
+        Err(e) => {
+            eprintln!("tether: cannot start: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

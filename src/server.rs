@@ -1,0 +1,60 @@
+//! Assembles the Pingora server from a validated [`Config`]: per service a health background
+//! service and a proxy service (which waits for the first discovery), plus the admin listener.
+
+use std::sync::Arc;
+
+use pingora_core::server::configuration::Opt;
+use pingora_core::server::Server;
+use pingora_core::services::listening::Service;
+use pingora_proxy::http_proxy_service_with_name;
+
+use crate::admin::Admin;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::proxy::Proxy;
+use crate::upstreams::Upstreams;
+
+/// How the process was started (Pingora's flags).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartMode {
+    /// `-u`: take the listening sockets over from a running instance.
+    pub upgrade: bool,
+    /// `-d`: run in the background.
+    pub daemon: bool,
+}
+
+/// Builds the bootstrapped server, ready for `run_forever`.
+pub fn build(config: Config, mode: StartMode) -> Result<Server, Box<dyn std::error::Error>> {
+    let opt = Opt {
+        upgrade: mode.upgrade,
+        daemon: mode.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, config.server);
+    server.bootstrap();
+
+    let metrics = Arc::new(Metrics::new()?);
+    let mut all = Vec::new();
+    for svc in &config.services {
+        let (upstreams, health) = Upstreams::build(svc)?;
+        let health = server.add_service(health);
+        let mut proxy = http_proxy_service_with_name(
+            &server.configuration,
+            Proxy::new(upstreams.clone(), metrics.clone()),
+            &format!("proxy {}", svc.name),
+        );
+        for addr in &svc.listen {
+            proxy.add_tcp(&addr.to_string());
+        }
+        // No traffic before the backends are known, or every request would get 503.
+        server.add_service(proxy).add_dependency(&health);
+        all.push(upstreams);
+    }
+    if let Some(admin) = &config.admin {
+        let mut service = Service::new("admin".to_string(), Admin::new(metrics, all));
+        service.add_tcp(&admin.listen.to_string());
+        service.threads = Some(1);
+        server.add_service(service);
+    }
+    Ok(server)
+}
