@@ -11,4 +11,5 @@ pub mod config;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
+pub mod token;
 pub mod upstreams;

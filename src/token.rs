@@ -1,0 +1,339 @@
+//! The session token: what the cookie or header carries. Pure code, no I/O.
+//!
+//! ```text
+//! bytes  0      1..3      3..15    15..35                                   35..51
+//!        ver=1  key tag   nonce    AES-256-GCM-SIV( service tag 4 | backend   tag 16
+//!                                   tag 8 | session start u32 | last use u32 )
+//! ```
+//!
+//! 51 bytes, base64url without padding: 68 characters of `[A-Za-z0-9_-]`. 51 is a multiple of
+//! 3, so the encoding has no spare bits: every character change changes the bytes.
+//!
+//! - Nothing is readable: the payload is encrypted, and its backend tag is itself a keyed hash
+//!   of the service and backend id, so no address, port or id appears in any encoding.
+//!   With a fresh nonce per token, two tokens for one backend share no bytes either.
+//! - Nothing is forgeable: AES-GCM-SIV authenticates the header (as associated data) and payload.
+//!   GCM-SIV is nonce-misuse resistant, so even a repeated nonce leaks no key material.
+//! - Times are wall-clock seconds, so every instance with the same keys reads a token alike.
+//! - The key tag names the key: tokens of every key in the ring verify, the first key signs.
+
+use aes_gcm_siv::aead::{AeadInOut, KeyInit};
+use aes_gcm_siv::{Aes256GcmSiv, Nonce, Tag};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::config::SessionKey;
+
+/// Token format version.
+pub const VERSION: u8 = 1;
+/// Length of an encoded token, in characters.
+pub const TOKEN_LEN: usize = 68;
+const RAW_LEN: usize = 51;
+const HEADER_LEN: usize = 3;
+const NONCE_LEN: usize = 12;
+const PAYLOAD_LEN: usize = 20;
+const PAYLOAD_AT: usize = HEADER_LEN + NONCE_LEN;
+const TAG_AT: usize = PAYLOAD_AT + PAYLOAD_LEN;
+/// How far in the future a token's times may be (clock differences between instances).
+pub const MAX_CLOCK_SKEW_SECS: u32 = 60;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a token was not honoured; each is a `reason` label of `tether_session_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// Not a token of this format (length, alphabet, version, impossible times).
+    Malformed,
+    /// Authentication failed: altered, or made without our key.
+    BadMac,
+    /// Its key is not in the ring (retired, or never ours).
+    UnknownKey,
+    /// Older than `absolute_timeout`.
+    Expired,
+    /// Unused for longer than `idle_timeout`.
+    Idle,
+    /// Issued by another service.
+    OtherService,
+    /// Names a backend this service no longer has.
+    UnknownBackend,
+}
+
+impl Reject {
+    /// The metric label, as in [`crate::metrics::REJECT_REASONS`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reject::Malformed => "malformed",
+            Reject::BadMac => "bad_mac",
+            Reject::UnknownKey => "unknown_key",
+            Reject::Expired => "expired",
+            Reject::Idle => "idle",
+            Reject::OtherService => "other_service",
+            Reject::UnknownBackend => "unknown_backend",
+        }
+    }
+
+    /// Index into [`crate::metrics::REJECT_REASONS`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A ring key with what is derived from its secret.
+struct RingKey {
+    id: String,
+    tag: [u8; 2],
+    cipher: Aes256GcmSiv,
+    /// Keys the service and backend tags, which must not be computable without the secret.
+    tag_mac: HmacSha256,
+}
+
+/// The session keys: the first signs new tokens, every one verifies.
+pub struct KeyRing {
+    keys: Vec<RingKey>,
+}
+
+/// Derives a sub-key from a secret for one purpose (HMAC-SHA256 as a PRF, as HKDF-Expand does).
+fn derive(secret: &[u8], purpose: &[u8]) -> [u8; 32] {
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(secret).expect("HMAC takes any key size");
+    mac.update(b"tether/v1/");
+    mac.update(purpose);
+    mac.finalize().into_bytes().into()
+}
+
+impl KeyRing {
+    /// A ring of the configured keys (at least one), signing with the first.
+    pub fn new(keys: &[SessionKey]) -> Result<KeyRing, String> {
+        if keys.is_empty() {
+            return Err("a key ring needs at least one key".to_string());
+        }
+        let mut ring = Vec::with_capacity(keys.len());
+        for key in keys {
+            let digest = Sha256::digest(format!("tether key id {}", key.id).as_bytes());
+            let tag = [digest[0], digest[1]];
+            if let Some(other) = ring.iter().find(|k: &&RingKey| k.tag == tag) {
+                return Err(format!(
+                    "key ids `{}` and `{}` collide in tokens; rename one",
+                    other.id, key.id
+                ));
+            }
+            let cipher = Aes256GcmSiv::new_from_slice(&derive(&key.secret, b"token-aead"))
+                .expect("32-byte key");
+            let tag_mac = <HmacSha256 as KeyInit>::new_from_slice(&derive(&key.secret, b"tags"))
+                .expect("HMAC takes any key size");
+            ring.push(RingKey {
+                id: key.id.clone(),
+                tag,
+                cipher,
+                tag_mac,
+            });
+        }
+        Ok(KeyRing { keys: ring })
+    }
+
+    /// A ring of one random key, for a process without `session_keys`.
+    pub fn random() -> Result<KeyRing, String> {
+        let mut secret = vec![0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| format!("no randomness for a key: {e}"))?;
+        Self::new(&[SessionKey {
+            id: "random".to_string(),
+            secret,
+        }])
+    }
+
+    /// The key ids, signing key first.
+    pub fn ids(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.id.as_str()).collect()
+    }
+
+    /// A random nonce from the thread's CSPRNG: unlinkable tokens (a counter would show which
+    /// instance issued a token and how many it had issued). A repeat is harmless with GCM-SIV.
+    fn next_nonce(&self) -> [u8; NONCE_LEN] {
+        rand::random()
+    }
+}
+
+fn tag_of<const N: usize>(mac: &HmacSha256, parts: &[&[u8]]) -> [u8; N] {
+    let mut mac = mac.clone();
+    for p in parts {
+        // Length-prefixed, so ("ab","c") and ("a","bc") differ.
+        mac.update(&(p.len() as u32).to_be_bytes());
+        mac.update(p);
+    }
+    let out = mac.finalize().into_bytes();
+    out[..N].try_into().expect("N <= 32")
+}
+
+/// Lifetimes a token is checked against, in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// Session ends this long after it began.
+    pub absolute: Option<u32>,
+    /// Session ends after this long without a request.
+    pub idle: Option<u32>,
+}
+
+/// A valid token's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    /// Index of the backend in the service's config.
+    pub backend: usize,
+    /// When the session began (Unix seconds).
+    pub start: u32,
+    /// When the token was last issued (Unix seconds).
+    pub last: u32,
+    /// Index of the key that made it (0: the signing key).
+    pub key_index: usize,
+}
+
+/// Encodes and decodes the tokens of one service, with tags precomputed for every key.
+pub struct ServiceCodec {
+    ring: std::sync::Arc<KeyRing>,
+    /// Per key: the service tag.
+    service_tags: Vec<[u8; 4]>,
+    /// Per key: the backend tags, in config order.
+    backend_tags: Vec<Vec<[u8; 8]>>,
+    lifetimes: Lifetimes,
+}
+
+impl ServiceCodec {
+    /// The codec of service `service` whose backends have these stable ids (config order).
+    pub fn new(
+        ring: std::sync::Arc<KeyRing>,
+        service: &str,
+        backend_ids: &[&str],
+        lifetimes: Lifetimes,
+    ) -> Self {
+        let service_tags = ring
+            .keys
+            .iter()
+            .map(|k| tag_of(&k.tag_mac, &[b"service", service.as_bytes()]))
+            .collect();
+        let backend_tags = ring
+            .keys
+            .iter()
+            .map(|k| {
+                backend_ids
+                    .iter()
+                    .map(|id| tag_of(&k.tag_mac, &[b"backend", service.as_bytes(), id.as_bytes()]))
+                    .collect()
+            })
+            .collect();
+        ServiceCodec {
+            ring,
+            service_tags,
+            backend_tags,
+            lifetimes,
+        }
+    }
+
+    /// The lifetimes tokens are checked against.
+    pub fn lifetimes(&self) -> Lifetimes {
+        self.lifetimes
+    }
+
+    /// A new token for `backend`, signed by the first key.
+    pub fn encode(&self, backend: usize, start: u32, last: u32) -> String {
+        let mut out = String::with_capacity(TOKEN_LEN);
+        self.encode_into(backend, start, last, &mut out);
+        out
+    }
+
+    /// Appends a new token to `out` (no allocation when `out` has room).
+    pub fn encode_into(&self, backend: usize, start: u32, last: u32, out: &mut String) {
+        let raw = self.seal(0, self.ring.next_nonce(), backend, start, last);
+        URL_SAFE_NO_PAD.encode_string(raw, out);
+    }
+
+    fn seal(
+        &self,
+        key_index: usize,
+        nonce: [u8; NONCE_LEN],
+        backend: usize,
+        start: u32,
+        last: u32,
+    ) -> [u8; RAW_LEN] {
+        let key = &self.ring.keys[key_index];
+        let mut raw = [0u8; RAW_LEN];
+        raw[0] = VERSION;
+        raw[1..3].copy_from_slice(&key.tag);
+        raw[HEADER_LEN..PAYLOAD_AT].copy_from_slice(&nonce);
+        let payload = &mut raw[PAYLOAD_AT..TAG_AT];
+        payload[0..4].copy_from_slice(&self.service_tags[key_index]);
+        payload[4..12].copy_from_slice(&self.backend_tags[key_index][backend]);
+        payload[12..16].copy_from_slice(&start.to_be_bytes());
+        payload[16..20].copy_from_slice(&last.to_be_bytes());
+        let (head, rest) = raw.split_at_mut(PAYLOAD_AT);
+        let (payload, tag_out) = rest.split_at_mut(PAYLOAD_LEN);
+        let nonce = Nonce::from(nonce);
+        let tag = key
+            .cipher
+            .encrypt_inout_detached(&nonce, &head[..HEADER_LEN], payload.into())
+            .expect("20-byte payload is within AEAD limits");
+        tag_out.copy_from_slice(&tag);
+        raw
+    }
+
+    /// Checks a presented token at time `now` (Unix seconds). Checks run cheapest first, and
+    /// a token is only read after it authenticated.
+    pub fn decode(&self, token: &[u8], now: u32) -> Result<Session, Reject> {
+        if token.len() != TOKEN_LEN {
+            return Err(Reject::Malformed);
+        }
+        let mut raw = [0u8; RAW_LEN];
+        match URL_SAFE_NO_PAD.decode_slice(token, &mut raw) {
+            Ok(RAW_LEN) => {}
+            _ => return Err(Reject::Malformed),
+        }
+        if raw[0] != VERSION {
+            return Err(Reject::Malformed);
+        }
+        let key_index = self
+            .ring
+            .keys
+            .iter()
+            .position(|k| k.tag == raw[1..3])
+            .ok_or(Reject::UnknownKey)?;
+        let key = &self.ring.keys[key_index];
+        let (head, rest) = raw.split_at_mut(PAYLOAD_AT);
+        let (payload, tag) = rest.split_at_mut(PAYLOAD_LEN);
+        let nonce = Nonce::try_from(&head[HEADER_LEN..]).map_err(|_| Reject::Malformed)?;
+        let tag = Tag::try_from(&*tag).map_err(|_| Reject::Malformed)?;
+        // The tag comparison inside is constant-time.
+        key.cipher
+            .decrypt_inout_detached(&nonce, &head[..HEADER_LEN], payload.into(), &tag)
+            .map_err(|_| Reject::BadMac)?;
+        if payload[0..4] != self.service_tags[key_index] {
+            return Err(Reject::OtherService);
+        }
+        let start = u32::from_be_bytes(payload[12..16].try_into().unwrap());
+        let last = u32::from_be_bytes(payload[16..20].try_into().unwrap());
+        if last < start || last > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+            return Err(Reject::Malformed);
+        }
+        if let Some(max) = self.lifetimes.absolute {
+            if now >= start.saturating_add(max) {
+                return Err(Reject::Expired);
+            }
+        }
+        if let Some(max) = self.lifetimes.idle {
+            if now >= last.saturating_add(max) {
+                return Err(Reject::Idle);
+            }
+        }
+        let backend = self.backend_tags[key_index]
+            .iter()
+            .position(|t| t[..] == payload[4..12])
+            .ok_or(Reject::UnknownBackend)?;
+        Ok(Session {
+            backend,
+            start,
+            last,
+            key_index,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

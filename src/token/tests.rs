@@ -1,0 +1,243 @@
+use std::sync::Arc;
+
+use super::*;
+
+const NOW: u32 = 1_800_000_000;
+
+fn key(id: &str, fill: u8) -> SessionKey {
+    SessionKey {
+        id: id.to_string(),
+        secret: vec![fill; 32],
+    }
+}
+
+fn codec_with(keys: &[SessionKey], service: &str, lifetimes: Lifetimes) -> ServiceCodec {
+    let ring = Arc::new(KeyRing::new(keys).unwrap());
+    ServiceCodec::new(ring, service, &["web-1", "web-2", "10.0.0.13:8080"], lifetimes)
+}
+
+fn codec() -> ServiceCodec {
+    codec_with(
+        &[key("k1", 1)],
+        "web",
+        Lifetimes {
+            absolute: Some(600),
+            idle: Some(60),
+        },
+    )
+}
+
+/// The raw token with a fixed nonce, so encodings can be pinned.
+fn fixed(c: &ServiceCodec, backend: usize, start: u32, last: u32) -> String {
+    URL_SAFE_NO_PAD.encode(c.seal(0, [7u8; NONCE_LEN], backend, start, last))
+}
+
+#[test]
+fn round_trip() {
+    let c = codec();
+    for backend in 0..3 {
+        let t = c.encode(backend, NOW - 100, NOW - 10);
+        assert_eq!(t.len(), TOKEN_LEN);
+        assert!(t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        let s = c.decode(t.as_bytes(), NOW).unwrap();
+        assert_eq!(
+            s,
+            Session {
+                backend,
+                start: NOW - 100,
+                last: NOW - 10,
+                key_index: 0
+            }
+        );
+    }
+}
+
+#[test]
+fn tokens_for_one_backend_share_nothing_visible() {
+    let c = codec();
+    let a = c.encode(0, NOW, NOW);
+    let b = c.encode(0, NOW, NOW);
+    assert_ne!(a, b);
+    // Only the version and key tag (the first 4 characters) may agree.
+    let same_tail = a[4..].bytes().zip(b[4..].bytes()).filter(|(x, y)| x == y).count();
+    assert!(same_tail < 16, "{a} {b}");
+}
+
+#[test]
+fn each_rejection_reason() {
+    let c = codec();
+    let good = c.encode(1, NOW - 10, NOW - 5);
+    assert_eq!(c.decode(b"", NOW), Err(Reject::Malformed));
+    assert_eq!(c.decode(&good.as_bytes()[1..], NOW), Err(Reject::Malformed));
+    assert_eq!(c.decode(&[b'!'; TOKEN_LEN], NOW), Err(Reject::Malformed));
+    assert_eq!(c.decode(&[0xff; TOKEN_LEN], NOW), Err(Reject::Malformed));
+
+    let mut raw = URL_SAFE_NO_PAD.decode(&good).unwrap();
+    raw[0] = 2;
+    assert_eq!(c.decode(URL_SAFE_NO_PAD.encode(&raw).as_bytes(), NOW), Err(Reject::Malformed));
+
+    let mut raw = URL_SAFE_NO_PAD.decode(&good).unwrap();
+    raw[20] ^= 1;
+    assert_eq!(c.decode(URL_SAFE_NO_PAD.encode(&raw).as_bytes(), NOW), Err(Reject::BadMac));
+
+    let other_key = codec_with(&[key("k9", 9)], "web", c.lifetimes());
+    assert_eq!(other_key.decode(good.as_bytes(), NOW), Err(Reject::UnknownKey));
+    // Same key id, different secret: the tag matches, authentication does not.
+    let forged = codec_with(&[key("k1", 2)], "web", c.lifetimes());
+    assert_eq!(forged.decode(good.as_bytes(), NOW), Err(Reject::BadMac));
+
+    let started = c.encode(0, NOW - 600, NOW - 1);
+    assert_eq!(c.decode(started.as_bytes(), NOW), Err(Reject::Expired));
+    assert!(c.decode(started.as_bytes(), NOW - 1).is_ok());
+
+    let idle = c.encode(0, NOW - 100, NOW - 60);
+    assert_eq!(c.decode(idle.as_bytes(), NOW), Err(Reject::Idle));
+    assert!(c.decode(idle.as_bytes(), NOW - 1).is_ok());
+
+    let api = codec_with(&[key("k1", 1)], "api", c.lifetimes());
+    assert_eq!(api.decode(good.as_bytes(), NOW), Err(Reject::OtherService));
+
+    let ring = Arc::new(KeyRing::new(&[key("k1", 1)]).unwrap());
+    let fewer = ServiceCodec::new(ring, "web", &["web-1"], c.lifetimes());
+    assert_eq!(fewer.decode(good.as_bytes(), NOW), Err(Reject::UnknownBackend));
+    assert!(fewer.decode(c.encode(0, NOW, NOW).as_bytes(), NOW).is_ok());
+}
+
+#[test]
+fn times_from_the_future_or_out_of_order_are_malformed() {
+    let c = codec();
+    let future = c.encode(0, NOW + 3600, NOW + 3600);
+    assert_eq!(c.decode(future.as_bytes(), NOW), Err(Reject::Malformed));
+    let skewed = c.encode(0, NOW + 30, NOW + 30);
+    assert!(c.decode(skewed.as_bytes(), NOW).is_ok(), "small clock skew is tolerated");
+    let backwards = c.encode(0, NOW, NOW - 10);
+    assert_eq!(c.decode(backwards.as_bytes(), NOW), Err(Reject::Malformed));
+}
+
+#[test]
+fn no_lifetimes_means_no_expiry() {
+    let c = codec_with(&[key("k1", 1)], "web", Lifetimes::default());
+    let old = c.encode(0, 1_000, 1_000);
+    assert!(c.decode(old.as_bytes(), NOW).is_ok());
+}
+
+#[test]
+fn every_single_character_change_is_rejected() {
+    let c = codec();
+    let good = c.encode(2, NOW - 10, NOW - 5);
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut tried = 0;
+    for i in 0..good.len() {
+        for &ch in alphabet.iter().chain(b"=+/ .") {
+            if ch == good.as_bytes()[i] {
+                continue;
+            }
+            let mut t = good.as_bytes().to_vec();
+            t[i] = ch;
+            assert!(c.decode(&t, NOW).is_err(), "changed byte {i} to {} accepted", ch as char);
+            tried += 1;
+        }
+    }
+    assert!(tried > 4000);
+}
+
+#[test]
+fn every_single_bit_flip_of_the_bytes_is_rejected() {
+    let c = codec();
+    let raw = URL_SAFE_NO_PAD.decode(c.encode(0, NOW - 10, NOW - 5)).unwrap();
+    for i in 0..raw.len() {
+        for bit in 0..8 {
+            let mut r = raw.clone();
+            r[i] ^= 1 << bit;
+            let t = URL_SAFE_NO_PAD.encode(&r);
+            assert!(c.decode(t.as_bytes(), NOW).is_err(), "byte {i} bit {bit}");
+        }
+    }
+}
+
+#[test]
+fn key_rotation_verifies_old_keys_until_retired() {
+    let old = codec_with(&[key("k1", 1)], "web", Lifetimes::default());
+    let token = old.encode(0, NOW, NOW);
+    // k2 added in front: k2 signs, k1 still verifies.
+    let rotated = codec_with(&[key("k2", 2), key("k1", 1)], "web", Lifetimes::default());
+    let s = rotated.decode(token.as_bytes(), NOW).unwrap();
+    assert_eq!((s.backend, s.key_index), (0, 1));
+    let new_token = rotated.encode(0, NOW, NOW);
+    assert_eq!(rotated.decode(new_token.as_bytes(), NOW).unwrap().key_index, 0);
+    assert_eq!(old.decode(new_token.as_bytes(), NOW), Err(Reject::UnknownKey));
+    // k1 retired.
+    let retired = codec_with(&[key("k2", 2)], "web", Lifetimes::default());
+    assert_eq!(retired.decode(token.as_bytes(), NOW), Err(Reject::UnknownKey));
+}
+
+#[test]
+fn instances_with_the_same_keys_agree() {
+    let a = codec();
+    let b = codec();
+    let t = a.encode(1, NOW, NOW);
+    assert_eq!(b.decode(t.as_bytes(), NOW).unwrap().backend, 1);
+}
+
+#[test]
+fn colliding_key_ids_are_refused() {
+    // Search two ids whose 16-bit tags collide; the ring must refuse them.
+    let tag = |id: &str| {
+        let d = Sha256::digest(format!("tether key id {id}").as_bytes());
+        [d[0], d[1]]
+    };
+    let mut seen = std::collections::HashMap::new();
+    let (a, b) = (0..100_000)
+        .map(|i| format!("k{i}"))
+        .find_map(|id| seen.insert(tag(&id), id.clone()).map(|prev| (prev, id)))
+        .unwrap();
+    let err = KeyRing::new(&[key(&a, 1), key(&b, 2)]).err().unwrap();
+    assert!(err.contains("collide"), "{err}");
+}
+
+/// Pinned encodings: a change of format, derivation or cipher changes these, and must be a
+/// deliberate decision (old tokens stop working).
+#[test]
+fn pinned_example_tokens() {
+    let c = codec();
+    let pinned = [
+        (0, NOW, NOW, "ARkRBwcHBwcHBwcHBwcHA-CE-BlgImHBPN8arwB-O8Eo1RHM1uLwQ2NLzwwa7CTu9b6e"),
+        (1, NOW - 100, NOW - 1, "ARkRBwcHBwcHBwcHBwcHcJ7G1bfbY3m-9aigNku_WaNpESLAJ-O_lygs-X7E3MokAdx9"),
+        (2, 0, 0, "ARkRBwcHBwcHBwcHBwcH2dZ2rqAzy_6Ii6I40K6_1p3upe22A4EU0kQuG1toE62yi2oJ"),
+    ];
+    for (backend, start, last, expect) in pinned {
+        let t = fixed(&c, backend, start, last);
+        assert_eq!(t, expect, "backend {backend}");
+        assert_eq!(c.decode(t.as_bytes(), NOW).unwrap().backend, backend);
+    }
+}
+
+#[test]
+fn no_backend_address_port_or_id_in_any_encoding() {
+    let c = codec();
+    let secrets = ["web-1", "web-2", "10.0.0.13:8080", "10.0.0.13", "8080"];
+    let std_b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    for backend in 0..3 {
+        for _ in 0..50 {
+            let t = c.encode(backend, NOW, NOW);
+            let raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
+            let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            for s in secrets {
+                assert!(!t.contains(s), "{s} in {t}");
+                assert!(!hex.contains(&s.bytes().map(|b| format!("{b:02x}")).collect::<String>()));
+                assert!(!raw.windows(s.len()).any(|w| w == s.as_bytes()));
+                // base64 of the id at each of the three alignments.
+                for pad in 0..3 {
+                    let mut v = vec![0u8; pad];
+                    v.extend_from_slice(s.as_bytes());
+                    let enc = URL_SAFE_NO_PAD.encode(&v);
+                    let core = &enc[(pad * 4).div_ceil(3) + 1..enc.len().saturating_sub(2)];
+                    if core.len() >= 4 {
+                        assert!(!t.contains(core), "base64 of {s} in {t}");
+                        assert!(!std_b64.encode(&raw).contains(core));
+                    }
+                }
+            }
+        }
+    }
+}
