@@ -22,7 +22,9 @@ fn main() {
 
 /// Answers requests on one keep-alive connection until the client closes it.
 fn serve(conn: TcpStream, status: u16, body: &str) {
-    let Ok(read_half) = conn.try_clone() else { return };
+    let Ok(read_half) = conn.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(read_half);
     let mut out = conn;
     loop {
@@ -52,7 +54,11 @@ fn serve(conn: TcpStream, status: u16, body: &str) {
         if reader.read_exact(&mut sink).is_err() {
             return;
         }
-        let reason = if status == 200 { "OK" } else { "Service Unavailable" };
+        let reason = if status == 200 {
+            "OK"
+        } else {
+            "Service Unavailable"
+        };
         let head = format!(
             "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
             body.len()
