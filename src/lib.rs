@@ -11,5 +11,6 @@ pub mod config;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
+pub mod session;
 pub mod token;
 pub mod upstreams;

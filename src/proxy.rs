@@ -4,10 +4,17 @@
 //!
 //! ```text
 //! upstream_peer ──connect──> upstream_request_filter ──> response_filter ──> logging
-//!      ^              │ refused
-//!      └── retry ── fail_to_connect (another healthy backend, if any)
+//!  (read token,      │ refused   (strip our cookie/header,  (issue a token
+//!   pick backend)    │            X-Forwarded-*)             when needed)
+//!      ^             v
+//!      └── retry ── fail_to_connect (another healthy backend, unless strict)
 //!                     └──> fail_to_proxy (502/503/504) ──> logging
 //! ```
+//!
+//! Session rules (SPEC 3): a valid token whose backend is healthy is honoured whatever the
+//! weights (`routed`). Its backend unhealthy, removed or refusing: re-pin and re-issue
+//! (`failed_open`), or with `strict` answer 503 and keep the token (`failed_closed`). No valid
+//! token: weighted round robin and a new token (`created`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,6 +27,8 @@ use pingora_http::RequestHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::metrics::{Metrics, SessionCounters, NO_BACKEND};
+use crate::session::{unix_now, Presented, Sessions};
+use crate::token::{Reject, Session as Token};
 use crate::upstreams::Upstreams;
 
 /// What happened to the request's session, for the access log.
@@ -53,10 +62,20 @@ impl SessionOutcome {
 /// Per-request state.
 pub struct Ctx {
     start: Instant,
+    /// Wall-clock seconds at the first selection, for every token check and issue.
+    now: u32,
+    /// The token was read (selection runs again on retries).
+    token_read: bool,
+    /// The valid token presented, while it may still be honoured.
+    session: Option<Token>,
+    /// The token presented named a backend the service no longer has.
+    removed_backend: bool,
     /// The backend chosen last (index into the service's backends).
     backend: Option<usize>,
     /// Backends that refused a connection during this request.
     refused: Vec<usize>,
+    /// Issue a token whose session began at this time.
+    issue_start: Option<u32>,
     /// Status sent by `fail_to_proxy`, when the request ended in an error.
     error_status: u16,
     outcome: SessionOutcome,
@@ -65,20 +84,65 @@ pub struct Ctx {
 /// The proxy of one service.
 pub struct Proxy {
     upstreams: Arc<Upstreams>,
+    sessions: Option<Sessions>,
     metrics: Arc<Metrics>,
-    #[allow(dead_code)] // used by session persistence
-    sessions: SessionCounters,
+    counters: SessionCounters,
 }
 
 impl Proxy {
-    /// A proxy over these upstreams, counting into `metrics`.
-    pub fn new(upstreams: Arc<Upstreams>, metrics: Arc<Metrics>) -> Self {
-        let sessions = metrics.session_counters(&upstreams.config.name);
+    /// A proxy over these upstreams, with their session persistence if any, counting into
+    /// `metrics`.
+    pub fn new(
+        upstreams: Arc<Upstreams>,
+        sessions: Option<Sessions>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let counters = metrics.session_counters(&upstreams.config.name);
         Proxy {
             upstreams,
-            metrics,
             sessions,
+            metrics,
+            counters,
         }
+    }
+
+    /// Reads the request's token once, counting a rejection.
+    fn read_token(&self, sessions: &Sessions, session: &Session, ctx: &mut Ctx) {
+        ctx.token_read = true;
+        match sessions.find(session.req_header(), ctx.now) {
+            Presented::Nothing => {}
+            Presented::Valid(token) => ctx.session = Some(token),
+            Presented::Rejected(reason) => {
+                self.counters.rejected[reason.index()].inc();
+                // An authentic token whose backend is gone is a session that lost its backend
+                // (failed_open / failed_closed), not merely a bad token.
+                ctx.removed_backend = reason == Reject::UnknownBackend;
+            }
+        }
+    }
+
+    /// The backend of the presented session, if it can be honoured now. Otherwise it notes
+    /// the session as failed, and a strict service answers 503.
+    fn session_backend(&self, sessions: &Sessions, ctx: &mut Ctx) -> Result<Option<usize>> {
+        let wanted = ctx.session.map(|s| s.backend);
+        if let Some(idx) = wanted {
+            if !ctx.refused.contains(&idx) && self.upstreams.is_healthy(idx) {
+                return Ok(Some(idx));
+            }
+        } else if !ctx.removed_backend {
+            return Ok(None);
+        }
+        ctx.session = None;
+        ctx.removed_backend = false;
+        if sessions.config().strict {
+            ctx.outcome = SessionOutcome::FailedClosed;
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                "session backend unavailable (strict)",
+            ));
+        }
+        ctx.outcome = SessionOutcome::FailedOpen;
+        Ok(None)
     }
 }
 
@@ -103,21 +167,48 @@ impl ProxyHttp for Proxy {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             start: Instant::now(),
+            now: 0,
+            token_read: false,
+            session: None,
+            removed_backend: false,
             backend: None,
             refused: Vec::new(),
+            issue_start: None,
             error_status: 0,
             outcome: SessionOutcome::None,
         }
     }
 
-    /// Picks the backend: weighted round robin over healthy active backends, skipping any that
-    /// refused this request's earlier attempts. Nothing healthy: 503 at once.
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    /// Picks the backend: the session's, when it can be honoured; otherwise weighted round
+    /// robin over healthy active backends, skipping any that refused this request's earlier
+    /// attempts. Nothing healthy: 503 at once.
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        if let Some(sessions) = &self.sessions {
+            if !ctx.token_read {
+                ctx.now = unix_now();
+                self.read_token(sessions, session, ctx);
+            }
+            if let Some(idx) = self.session_backend(sessions, ctx)? {
+                let token = ctx.session.expect("a session backend comes from a token");
+                ctx.outcome = SessionOutcome::Routed;
+                ctx.issue_start = sessions
+                    .needs_refresh(&token, ctx.now)
+                    .then_some(token.start);
+                ctx.backend = Some(idx);
+                return Ok(Box::new(self.upstreams.peer(idx)));
+            }
+        }
         let refused = &ctx.refused;
         let idx = self
             .upstreams
             .pick(|i| refused.contains(&i))
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no healthy backend"))?;
+        if self.sessions.is_some() {
+            if ctx.outcome != SessionOutcome::FailedOpen {
+                ctx.outcome = SessionOutcome::Created;
+            }
+            ctx.issue_start = Some(ctx.now);
+        }
         ctx.backend = Some(idx);
         Ok(Box::new(self.upstreams.peer(idx)))
     }
@@ -134,13 +225,24 @@ impl ProxyHttp for Proxy {
         if let Some(idx) = ctx.backend {
             ctx.refused.push(idx);
         }
+        let strict = self.sessions.as_ref().is_some_and(|s| s.config().strict);
+        if ctx.outcome == SessionOutcome::Routed && strict {
+            // The session's backend refused: strict sessions get 503 and keep their token.
+            ctx.outcome = SessionOutcome::FailedClosed;
+            ctx.issue_start = None;
+            return Error::because(
+                ErrorType::HTTPStatus(503),
+                "session backend refused the connection (strict)",
+                e,
+            );
+        }
         let refused = &ctx.refused;
         let another = self.upstreams.pick(|i| refused.contains(&i)).is_some();
         e.set_retry(another);
         e
     }
 
-    /// Adds `X-Forwarded-For` (appended), `X-Forwarded-Proto` and `X-Forwarded-Host`; the
+    /// Removes tether's cookie or header, then adds `X-Forwarded-For` (appended), `X-Forwarded-Proto` and `X-Forwarded-Host`; the
     /// `Host` header goes through as the client sent it.
     async fn upstream_request_filter(
         &self,
@@ -148,6 +250,9 @@ impl ProxyHttp for Proxy {
         upstream_request: &mut RequestHeader,
         _ctx: &mut Ctx,
     ) -> Result<()> {
+        if let Some(sessions) = &self.sessions {
+            sessions.strip(upstream_request)?;
+        }
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
             let xff = forwarded_for(upstream_request, &client.ip().to_string());
             upstream_request.insert_header("X-Forwarded-For", xff)?;
@@ -168,6 +273,21 @@ impl ProxyHttp for Proxy {
             None => {
                 upstream_request.remove_header("X-Forwarded-Host");
             }
+        }
+        Ok(())
+    }
+
+    /// Issues a token when the session is new, re-pinned, or due for a refresh.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut pingora_http::ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(sessions), Some(start), Some(backend)) =
+            (&self.sessions, ctx.issue_start, ctx.backend)
+        {
+            sessions.issue(upstream_response, backend, start, ctx.now)?;
         }
         Ok(())
     }
@@ -212,6 +332,13 @@ impl ProxyHttp for Proxy {
             .backend
             .map_or(NO_BACKEND, |i| self.upstreams.backend(i).id.as_str());
         let elapsed = ctx.start.elapsed();
+        match ctx.outcome {
+            SessionOutcome::None => {}
+            SessionOutcome::Created => self.counters.created.inc(),
+            SessionOutcome::Routed => self.counters.routed.inc(),
+            SessionOutcome::FailedOpen => self.counters.failed_open.inc(),
+            SessionOutcome::FailedClosed => self.counters.failed_closed.inc(),
+        }
         let code = status.to_string();
         self.metrics
             .requests

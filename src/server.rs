@@ -12,6 +12,8 @@ use crate::admin::Admin;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+use crate::session::Sessions;
+use crate::token::KeyRing;
 use crate::upstreams::Upstreams;
 
 /// How the process was started (Pingora's flags).
@@ -30,6 +32,7 @@ pub fn build(config: Config, mode: StartMode) -> Result<Server, Box<dyn std::err
         daemon: mode.daemon,
         ..Opt::default()
     };
+    let ring = Arc::new(key_ring(&config)?);
     let mut server = Server::new_with_opt_and_conf(opt, config.server);
     server.bootstrap();
 
@@ -40,7 +43,11 @@ pub fn build(config: Config, mode: StartMode) -> Result<Server, Box<dyn std::err
         let health = server.add_service(health);
         let mut proxy = http_proxy_service_with_name(
             &server.configuration,
-            Proxy::new(upstreams.clone(), metrics.clone()),
+            Proxy::new(
+                upstreams.clone(),
+                Sessions::new(&ring, svc),
+                metrics.clone(),
+            ),
             &format!("proxy {}", svc.name),
         );
         for addr in &svc.listen {
@@ -57,4 +64,18 @@ pub fn build(config: Config, mode: StartMode) -> Result<Server, Box<dyn std::err
         server.add_service(service);
     }
     Ok(server)
+}
+
+/// The key ring of `session_keys`, or a random key (with a warning) when none are configured.
+fn key_ring(config: &Config) -> Result<KeyRing, String> {
+    if !config.session_keys.is_empty() {
+        return KeyRing::new(&config.session_keys);
+    }
+    if config.services.iter().any(|s| s.session.is_some()) {
+        log::warn!(
+            "no session_keys configured: using a random key; sessions will not survive a restart \
+             or upgrade, and other instances will not honour them"
+        );
+    }
+    KeyRing::random()
 }

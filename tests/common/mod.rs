@@ -467,11 +467,16 @@ impl Tether {
     /// `{listen}` in the YAML is replaced by the service address. Waits until both the admin
     /// listener and the service answer.
     pub fn start(services_yaml: &str) -> Tether {
+        Self::start_full("", services_yaml, &[])
+    }
+
+    /// As [`Tether::start`], with extra top-level YAML (e.g. `session_keys`) and environment.
+    pub fn start_full(top_yaml: &str, services_yaml: &str, env: &[(&str, &str)]) -> Tether {
         let dir = TempDir::new();
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let yaml = format!(
-            "{}admin:\n  listen: {admin}\nservices:\n{}",
+            "{}{top_yaml}admin:\n  listen: {admin}\nservices:\n{}",
             server_keys(&dir),
             services_yaml.replace("{listen}", &listen.to_string())
         );
@@ -482,6 +487,7 @@ impl Tether {
             .arg("-c")
             .arg(&conf)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
@@ -533,4 +539,38 @@ impl Drop for Tether {
             eprintln!("---- tether log ----\n{}", self.log());
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cookies
+
+/// A cookie's attributes as (lower-cased name, value).
+pub type Attributes = Vec<(String, String)>;
+
+/// The `name=value` of a response's first `Set-Cookie`, and its attributes.
+pub fn first_set_cookie(r: &Response) -> Option<(String, String, Attributes)> {
+    let sc = r.head.headers_named("set-cookie").into_iter().next()?;
+    let mut parts = sc.split(';');
+    let (name, value) = parts.next()?.trim().split_once('=')?;
+    let attrs = parts
+        .map(|p| {
+            let p = p.trim();
+            match p.split_once('=') {
+                Some((k, v)) => (k.to_ascii_lowercase(), v.to_string()),
+                None => (p.to_ascii_lowercase(), String::new()),
+            }
+        })
+        .collect();
+    Some((name.to_string(), value.to_string(), attrs))
+}
+
+/// The value a response sets for cookie `name`, if it sets one.
+pub fn set_cookie_value(r: &Response, name: &str) -> Option<String> {
+    r.head
+        .headers_named("set-cookie")
+        .into_iter()
+        .find_map(|sc| {
+            let (n, v) = sc.split(';').next()?.trim().split_once('=')?;
+            (n == name).then(|| v.to_string())
+        })
 }

@@ -1,0 +1,289 @@
+//! Session persistence of one service on the wire: finding the token in a request, removing
+//! it before the request goes upstream, and issuing a token in the response.
+//! The token itself is [`crate::token`].
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{COOKIE, SET_COOKIE};
+use http::HeaderValue;
+use pingora_error::Result;
+use pingora_http::{RequestHeader, ResponseHeader};
+
+use crate::config::{LifetimeType, ServiceConfig, SessionConfig, SessionKind};
+use crate::token::{KeyRing, Lifetimes, Reject, ServiceCodec, Session, TOKEN_LEN};
+
+/// Most candidate tokens tried per request: many cookies of our name cost no more than this.
+const MAX_CANDIDATES: usize = 8;
+
+/// The current wall-clock time in Unix seconds (tokens must read alike on every instance).
+pub fn unix_now() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+}
+
+/// What a request presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presented {
+    /// No token of ours.
+    Nothing,
+    /// A valid token (the first valid one, when there were several).
+    Valid(Session),
+    /// Only invalid tokens; the reason is the first one's.
+    Rejected(Reject),
+}
+
+/// Session persistence of one service.
+pub struct Sessions {
+    config: SessionConfig,
+    codec: ServiceCodec,
+    /// `; Path=/; Domain=..; Secure; HttpOnly; SameSite=Lax`: what every Set-Cookie ends with.
+    cookie_attributes: String,
+    /// Re-issue a valid token once it is this old, so a session in use never goes idle.
+    refresh_after: Option<u32>,
+}
+
+impl Sessions {
+    /// The session persistence of `service`, if it has any.
+    pub fn new(ring: &Arc<KeyRing>, service: &ServiceConfig) -> Option<Sessions> {
+        let config = service.session.clone()?;
+        let secs = |d: Duration| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX);
+        let lifetimes = Lifetimes {
+            absolute: config.absolute_timeout.map(secs),
+            idle: config.idle_timeout.map(secs),
+        };
+        let ids: Vec<&str> = service.backends.iter().map(|b| b.id.as_str()).collect();
+        let codec = ServiceCodec::new(ring.clone(), &service.name, &ids, lifetimes);
+        let c = &config.cookie;
+        let mut cookie_attributes = format!("; Path={}", c.path);
+        if let Some(domain) = &c.domain {
+            cookie_attributes.push_str("; Domain=");
+            cookie_attributes.push_str(domain);
+        }
+        if c.secure {
+            cookie_attributes.push_str("; Secure");
+        }
+        if c.http_only {
+            cookie_attributes.push_str("; HttpOnly");
+        }
+        cookie_attributes.push_str("; SameSite=");
+        cookie_attributes.push_str(c.same_site.as_str());
+        // A tenth of the idle timeout: a session whose requests are less than 90% of
+        // idle_timeout apart never expires, at the cost of one new token per tenth.
+        let refresh_after = lifetimes.idle.map(|idle| (idle / 10).max(1));
+        Some(Sessions {
+            config,
+            codec,
+            cookie_attributes,
+            refresh_after,
+        })
+    }
+
+    /// The policy.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Finds our token in the request: every `Cookie` header and every cookie of our name, or
+    /// every value of our header. The first valid one wins.
+    pub fn find(&self, req: &RequestHeader, now: u32) -> Presented {
+        let mut first_reject = None;
+        let mut check = |value: &[u8]| match self.codec.decode(value, now) {
+            Ok(session) => Some(session),
+            Err(reason) => {
+                first_reject.get_or_insert(reason);
+                None
+            }
+        };
+        let name = self.config.name.as_bytes();
+        let found = match self.config.kind {
+            SessionKind::Cookie => req
+                .headers
+                .get_all(COOKIE)
+                .iter()
+                .flat_map(|h| cookie_values(h.as_bytes(), name))
+                .take(MAX_CANDIDATES)
+                .find_map(&mut check),
+            SessionKind::Header => req
+                .headers
+                .get_all(self.config.name.as_str())
+                .iter()
+                .take(MAX_CANDIDATES)
+                .find_map(|v| check(v.as_bytes().trim_ascii())),
+        };
+        match (found, first_reject) {
+            (Some(session), _) => Presented::Valid(session),
+            (None, Some(reason)) => Presented::Rejected(reason),
+            (None, None) => Presented::Nothing,
+        }
+    }
+
+    /// Removes our cookie (only ours: the rest of `Cookie` stays byte for byte) or our header
+    /// from the request that goes upstream.
+    pub fn strip(&self, req: &mut RequestHeader) -> Result<()> {
+        match self.config.kind {
+            SessionKind::Header => {
+                req.remove_header(self.config.name.as_str());
+            }
+            SessionKind::Cookie => {
+                let name = self.config.name.as_bytes();
+                let ours = |h: &HeaderValue| cookie_values(h.as_bytes(), name).next().is_some();
+                if !req.headers.get_all(COOKIE).iter().any(ours) {
+                    return Ok(());
+                }
+                let kept: Vec<Vec<u8>> = req
+                    .headers
+                    .get_all(COOKIE)
+                    .iter()
+                    .map(|h| without_cookie(h.as_bytes(), name))
+                    .filter(|v| !v.is_empty())
+                    .collect();
+                req.remove_header(&COOKIE);
+                for value in kept {
+                    req.append_header("Cookie", value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a valid token should be sent again: to keep an idle timeout from running out,
+    /// or to move a session from a retiring key to the signing key.
+    pub fn needs_refresh(&self, session: &Session, now: u32) -> bool {
+        session.key_index != 0
+            || self
+                .refresh_after
+                .is_some_and(|after| now.saturating_sub(session.last) >= after)
+    }
+
+    /// Adds a token for `backend` to the response: a `Set-Cookie` placed before the backend's
+    /// own (which pass through untouched), or the session header.
+    pub fn issue(
+        &self,
+        resp: &mut ResponseHeader,
+        backend: usize,
+        start: u32,
+        now: u32,
+    ) -> Result<()> {
+        match self.config.kind {
+            SessionKind::Header => {
+                let token = self.codec.encode(backend, start, now);
+                resp.insert_header(self.config.name.clone(), token)
+            }
+            SessionKind::Cookie => {
+                let cookie = self.set_cookie(backend, start, now);
+                let theirs: Vec<HeaderValue> =
+                    resp.headers.get_all(SET_COOKIE).iter().cloned().collect();
+                resp.insert_header("Set-Cookie", cookie)?;
+                for value in theirs {
+                    resp.append_header("Set-Cookie", value)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The `Set-Cookie` value for a new token.
+    pub fn set_cookie(&self, backend: usize, start: u32, now: u32) -> String {
+        let mut cookie = String::with_capacity(self.config.name.len() + TOKEN_LEN + 96);
+        cookie.push_str(&self.config.name);
+        cookie.push('=');
+        self.codec.encode_into(backend, start, now, &mut cookie);
+        if self.config.cookie.lifetime_type == LifetimeType::Permanent {
+            // Validation guarantees absolute_timeout with Permanent.
+            let absolute = self.codec.lifetimes().absolute.unwrap_or(0);
+            let left = start.saturating_add(absolute).saturating_sub(now);
+            let expires = UNIX_EPOCH + Duration::from_secs(u64::from(now) + u64::from(left));
+            cookie.push_str("; Max-Age=");
+            cookie.push_str(&left.to_string());
+            cookie.push_str("; Expires=");
+            cookie.push_str(&httpdate::fmt_http_date(expires));
+        }
+        cookie.push_str(&self.cookie_attributes);
+        cookie
+    }
+}
+
+/// Splits one `Cookie` header value into `name=value` pairs (RFC 6265 5.4; lenient about
+/// spaces and quotes, strict about the name) and yields the values of cookies named `name`.
+pub fn cookie_values<'a>(header: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    header.split(|&b| b == b';').filter_map(move |pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        if pair[..eq].trim_ascii() != name {
+            return None;
+        }
+        let value = pair[eq + 1..].trim_ascii();
+        Some(
+            value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value),
+        )
+    })
+}
+
+/// The `Cookie` header value without the cookies named `name`; every other byte kept.
+pub fn without_cookie(header: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header.len());
+    for pair in header.split(|&b| b == b';') {
+        let trimmed = pair.trim_ascii();
+        let is_ours = trimmed
+            .iter()
+            .position(|&b| b == b'=')
+            .is_some_and(|eq| trimmed[..eq].trim_ascii() == name);
+        if is_ours {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(b';');
+            out.extend_from_slice(pair);
+        } else {
+            // The first kept pair loses the space that separated it from a removed one.
+            out.extend_from_slice(pair.trim_ascii_start());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values<'a>(header: &'a str, name: &'a str) -> Vec<&'a str> {
+        cookie_values(header.as_bytes(), name.as_bytes())
+            .map(|v| std::str::from_utf8(v).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn cookie_values_find_every_cookie_of_the_name() {
+        assert_eq!(values("a=1; s=x; b=2; s=y", "s"), vec!["x", "y"]);
+        assert_eq!(values("s=\"quoted\"", "s"), vec!["quoted"]);
+        assert_eq!(values(" s = spaced ;", "s"), vec!["spaced"]);
+        assert_eq!(values("ss=1; s_=2; S=3", "s"), Vec::<&str>::new());
+        assert_eq!(values("s", "s"), Vec::<&str>::new());
+        assert_eq!(values("s=", "s"), vec![""]);
+        assert_eq!(values(";;;=;s=a=b", "s"), vec!["a=b"]);
+    }
+
+    #[test]
+    fn cookie_values_take_any_bytes() {
+        let header = b"a=\xff\xfe; s=\x00\x01; \xc3(=1";
+        let found: Vec<&[u8]> = cookie_values(header, b"s").collect();
+        assert_eq!(found, vec![&b"\x00\x01"[..]]);
+    }
+
+    #[test]
+    fn without_cookie_keeps_every_other_byte() {
+        let strip = |h: &str| String::from_utf8(without_cookie(h.as_bytes(), b"s")).unwrap();
+        assert_eq!(strip("a=1; s=x; b=2"), "a=1; b=2");
+        assert_eq!(strip("s=x; a=1;b=2"), "a=1;b=2");
+        assert_eq!(strip("a=1;  b=2 ; s=x"), "a=1;  b=2 ");
+        assert_eq!(strip("s=x"), "");
+        assert_eq!(strip("s=x; s=y"), "");
+        assert_eq!(strip("a=1; sx=2"), "a=1; sx=2");
+        assert_eq!(strip("weird;;a=\"q\""), "weird;;a=\"q\"");
+    }
+}
