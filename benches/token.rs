@@ -1,1 +1,91 @@
-fn main() {}
+//! Per-request costs of session persistence: token encode, decode+verify, cookie parsing,
+//! finding the token in a request, building the Set-Cookie.
+//! `cargo bench --bench token`; CI only builds it (`--no-run`): timing is never asserted.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use pingora_http::RequestHeader;
+use tether::config::{ServiceConfig, SessionKey};
+use tether::session::{cookie_values, unix_now, Sessions};
+use tether::token::{KeyRing, Lifetimes, ServiceCodec};
+
+fn ring() -> Arc<KeyRing> {
+    Arc::new(
+        KeyRing::new(&[SessionKey {
+            id: "k1".into(),
+            secret: b"bench-secret-bench-secret-bench-secret".to_vec(),
+        }])
+        .unwrap(),
+    )
+}
+
+fn service() -> ServiceConfig {
+    let yaml = "services:
+  - name: web
+    listen: 127.0.0.1:8000
+    backends: [127.0.0.1:9001, 127.0.0.1:9002, 127.0.0.1:9003, 127.0.0.1:9004]
+    session_persistence:
+      type: Cookie
+      name: _srv_id
+      absolute_timeout: 8h
+      idle_timeout: 30m
+      cookie: {lifetime_type: Permanent}
+";
+    let config = tether::config::Config::parse(yaml, std::path::Path::new("."), &|_| None).unwrap();
+    config.services.into_iter().next().unwrap()
+}
+
+fn codec(c: &mut Criterion) {
+    let ids = ["web-1", "web-2", "web-3", "web-4"];
+    let lifetimes = Lifetimes {
+        absolute: Some(8 * 3600),
+        idle: Some(1800),
+    };
+    let codec = ServiceCodec::new(ring(), "web", &ids, lifetimes);
+    let now = unix_now();
+    let token = codec.encode(3, now - 10, now - 5);
+    c.bench_function("token encode", |b| {
+        let mut out = String::with_capacity(80);
+        b.iter(|| {
+            out.clear();
+            codec.encode_into(black_box(2), now, now, &mut out);
+        })
+    });
+    c.bench_function("token decode+verify", |b| {
+        b.iter(|| codec.decode(black_box(token.as_bytes()), now).unwrap())
+    });
+    c.bench_function("token decode rejects garbage", |b| {
+        b.iter(|| codec.decode(black_box(b"not-a-token"), now).unwrap_err())
+    });
+}
+
+fn request_path(c: &mut Criterion) {
+    let service = service();
+    let sessions = Sessions::new(&ring(), &service).unwrap();
+    let now = unix_now();
+    let cookie = sessions.set_cookie(1, now, now);
+    let token = cookie.split(';').next().unwrap().to_string();
+    let header = format!("theme=dark; {token}; lang=en; _ga=GA1.2.3456789.1234567890");
+    c.bench_function("cookie header parsing", |b| {
+        b.iter(|| cookie_values(black_box(header.as_bytes()), b"_srv_id").next())
+    });
+    let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+    req.append_header("Host", "example.com").unwrap();
+    req.append_header("Cookie", header.as_str()).unwrap();
+    c.bench_function("find token in request", |b| {
+        b.iter(|| sessions.find(black_box(&req), now))
+    });
+    c.bench_function("build Set-Cookie (Permanent)", |b| {
+        b.iter(|| sessions.set_cookie(black_box(0), now, now))
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = codec, request_path
+}
+criterion_main!(benches);
