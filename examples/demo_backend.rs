@@ -59,11 +59,12 @@ fn serve(conn: TcpStream, status: u16, body: &str) {
         } else {
             "Service Unavailable"
         };
-        let head = format!(
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+        // One write: head and body in separate writes meet Nagle and delayed ACKs (40 ms).
+        let response = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        if out.write_all(head.as_bytes()).is_err() || out.write_all(body.as_bytes()).is_err() {
+        if out.write_all(response.as_bytes()).is_err() {
             return;
         }
     }

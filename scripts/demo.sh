@@ -8,7 +8,9 @@ run=target/demo
 stop() {
   for p in "$run"/*.pid; do
     [ -e "$p" ] || continue
-    kill -INT "$(cat "$p")" 2>/dev/null || true
+    pid=$(cat "$p")
+    kill -INT "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     rm -f "$p"
   done
 }

@@ -202,7 +202,10 @@ fn serve(conn: TcpStream, st: Arc<BackendState>) {
             st.name,
             resp_body.len()
         );
-        if out.write_all(head.as_bytes()).is_err() || out.write_all(&resp_body).is_err() {
+        // One write: separate head and body writes meet Nagle and delayed ACKs (40 ms).
+        let mut response = head.into_bytes();
+        response.extend_from_slice(&resp_body);
+        if out.write_all(&response).is_err() {
             return;
         }
         if req
