@@ -57,6 +57,7 @@ struct BackendState {
 /// - `GET /healthz` answers `health_status` (default 200);
 /// - `/echo` answers the request head it received as the body;
 /// - `POST /body` answers `len=<n> fnv=<hash>` of the request body;
+/// - `/slow/<ms>` answers `<name>` after `ms` milliseconds;
 /// - `Upgrade: websocket` gets `101` and then every byte is echoed;
 /// - anything else answers `status` (default 200) with body `<name>`.
 pub struct Backend {
@@ -188,6 +189,9 @@ fn serve(conn: TcpStream, st: Arc<BackendState>) {
                 200,
                 format!("len={} fnv={:016x}", body.len(), fnv(&body)).into_bytes(),
             )
+        } else if let Some(ms) = path.strip_prefix("/slow/") {
+            thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
+            (200, st.name.clone().into_bytes())
         } else if let Some(size) = path.strip_prefix("/big/") {
             let n: usize = size.parse().unwrap_or(0);
             (200, (0..n).map(|i| (i % 251) as u8).collect())
@@ -463,6 +467,9 @@ pub struct Tether {
     pub dir: TempDir,
     pub admin: SocketAddr,
     pub listen: SocketAddr,
+    top_yaml: String,
+    env: Vec<(String, String)>,
+    generation: usize,
 }
 
 impl Tether {
@@ -475,45 +482,117 @@ impl Tether {
 
     /// As [`Tether::start`], with extra top-level YAML (e.g. `session_keys`) and environment.
     pub fn start_full(top_yaml: &str, services_yaml: &str, env: &[(&str, &str)]) -> Tether {
+        // A port handed out by free_port() can be taken (by an outgoing connection, say) before
+        // tether binds it; then start again on other ports. (Two test suites run at once on one
+        // machine can still collide: free_port() only knows its own process.)
+        for _ in 0..3 {
+            if let Some(t) = Self::try_start(top_yaml, services_yaml, env) {
+                return t;
+            }
+        }
+        panic!("tether could not bind its ports three times");
+    }
+
+    fn try_start(top_yaml: &str, services_yaml: &str, env: &[(&str, &str)]) -> Option<Tether> {
         let dir = TempDir::new();
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let yaml = format!(
-            "{}{top_yaml}admin:\n  listen: {admin}\nservices:\n{}",
-            server_keys(&dir),
-            services_yaml.replace("{listen}", &listen.to_string())
-        );
-        let conf = dir.path("tether.yaml");
-        std::fs::write(&conf, yaml).unwrap();
-        let log = std::fs::File::create(dir.path("tether.log")).unwrap();
-        let child = Command::new(tether_bin())
-            .arg("-c")
-            .arg(&conf)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn tether");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let yaml = config_text(&dir, top_yaml, admin, listen, services_yaml);
+        std::fs::write(dir.path("tether.yaml"), yaml).unwrap();
         let mut t = Tether {
-            child,
+            child: Self::spawn(&dir, 0, &[], &env),
             dir,
             admin,
             listen,
+            top_yaml: top_yaml.to_string(),
+            env,
+            generation: 0,
         };
+        let mut bind_failed = false;
         eventually(Duration::from_secs(20), "tether to listen", || {
             if let Ok(Some(status)) = t.child.try_wait() {
                 panic!("tether exited early ({status}):\n{}", t.log());
             }
+            // Pingora retries a busy port for 30 s; rather move to other ports at once.
+            if t.log().contains("is in use, will try again") {
+                bind_failed = true;
+                return Some(());
+            }
             let admin_up = get(t.admin, "/healthz", &[]).is_ok_and(|r| r.status() == 200);
             (admin_up && TcpStream::connect(t.listen).is_ok()).then_some(())
         });
-        t
+        (!bind_failed).then_some(t)
     }
 
-    /// The process's log so far.
+    /// The config file.
+    pub fn conf(&self) -> PathBuf {
+        self.dir.path("tether.yaml")
+    }
+
+    /// Writes the config with these services (same ports, keys and environment).
+    pub fn write_config(&self, services_yaml: &str) {
+        let yaml = config_text(
+            &self.dir,
+            &self.top_yaml,
+            self.admin,
+            self.listen,
+            services_yaml,
+        );
+        std::fs::write(self.conf(), yaml).unwrap();
+    }
+
+    /// Starts a tether process on the config file, logging to its own file.
+    fn spawn(dir: &TempDir, generation: usize, args: &[&str], env: &[(String, String)]) -> Child {
+        let log = std::fs::File::create(dir.path(&format!("tether-{generation}.log"))).unwrap();
+        Command::new(tether_bin())
+            .args(args)
+            .arg("-c")
+            .arg(dir.path("tether.yaml"))
+            .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn tether")
+    }
+
+    /// Zero-downtime upgrade as an operator does it: start `tether -u` on the same config file
+    /// (rewritten first when `services_yaml` is given), then SIGQUIT the running process. The
+    /// new process becomes `self.child`; the old one is returned.
+    pub fn upgrade(&mut self, services_yaml: Option<&str>) -> Child {
+        if let Some(yaml) = services_yaml {
+            self.write_config(yaml);
+        }
+        self.generation += 1;
+        let new = Self::spawn(&self.dir, self.generation, &["-u"], &self.env);
+        signal(self.child.id(), "QUIT");
+        std::mem::replace(&mut self.child, new)
+    }
+
+    /// Runs `tether` on this instance's config file with `args`, waiting for it to exit.
+    pub fn run_once(&self, args: &[&str]) -> std::process::Output {
+        Command::new(tether_bin())
+            .args(args)
+            .arg("-c")
+            .arg(self.conf())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap()
+    }
+
+    /// Every log of this instance so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path("tether.log")).unwrap_or_default()
+        (0..=self.generation)
+            .map(|g| {
+                std::fs::read_to_string(self.dir.path(&format!("tether-{g}.log")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// `GET /status` as JSON text.
@@ -532,6 +611,48 @@ impl Tether {
             .lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
+}
+
+/// A whole config: test server keys, extra top-level YAML, the admin listener, the services
+/// (with `{listen}` replaced by the service address).
+/// A `grace_period_seconds` in `top_yaml` replaces the default one.
+fn config_text(
+    dir: &TempDir,
+    top_yaml: &str,
+    admin: SocketAddr,
+    listen: SocketAddr,
+    services_yaml: &str,
+) -> String {
+    let mut keys = server_keys(dir);
+    if top_yaml.contains("grace_period_seconds:") {
+        keys = keys.replace("grace_period_seconds: 1\n", "");
+    }
+    format!(
+        "{keys}{top_yaml}admin:\n  listen: {admin}\nservices:\n{}",
+        services_yaml.replace("{listen}", &listen.to_string())
+    )
+}
+
+/// Sends a signal (`QUIT`, `TERM`, `INT`) to a process.
+pub fn signal(pid: u32, name: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{name} {pid} failed");
+}
+
+/// Waits for a child to exit, returning how long it took, or `None` after `timeout`.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<Duration> {
+    let began = Instant::now();
+    while began.elapsed() < timeout {
+        if let Ok(Some(_)) = child.try_wait() {
+            return Some(began.elapsed());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    None
 }
 
 impl Drop for Tether {

@@ -1,0 +1,357 @@
+//! Operations with the real binary: zero-downtime upgrade and reload under load, draining,
+//! an invalid config on reload, graceful SIGTERM.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const KEY: &str = "ops-test-session-key-0123456789abcdef";
+
+fn keys() -> &'static str {
+    "session_keys:\n  - id: k1\n    secret_env: OPS_SESSION_KEY\n"
+}
+
+fn env() -> [(&'static str, &'static str); 1] {
+    [("OPS_SESSION_KEY", KEY)]
+}
+
+/// A service with cookie sessions over `backends` (name, address, state).
+fn services(backends: &[(&str, &Backend, &str)]) -> String {
+    let mut y = String::from("  - name: web\n    listen: {listen}\n    backends:\n");
+    for (id, b, state) in backends {
+        y.push_str(&format!(
+            "      - {{address: {}, id: {id}, state: {state}}}\n",
+            b.addr
+        ));
+    }
+    y.push_str("    health_check: {interval: 500ms}\n    session_persistence:\n      type: Cookie\n      name: sid\n      absolute_timeout: 1h\n");
+    y
+}
+
+#[derive(Default)]
+struct Stats {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    wrong_backend: AtomicU64,
+    /// Requests resent on a new connection after a keep-alive connection was closed by the
+    /// server between requests (RFC 9112 9.3.1 lets clients retry idempotent requests then).
+    resent: AtomicU64,
+}
+
+/// Client threads, each holding one session, checking every response comes from its backend.
+struct Load {
+    stop: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+    threads: Vec<JoinHandle<()>>,
+    errors: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Load {
+    fn start(addr: std::net::SocketAddr, keep_alive: usize, fresh: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Stats::default());
+        let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        for i in 0..keep_alive + fresh {
+            let (stop, stats, errors) = (stop.clone(), stats.clone(), errors.clone());
+            let keep = i < keep_alive;
+            threads.push(thread::spawn(move || {
+                let first = get(addr, "/", &[]).expect("first request");
+                let token = set_cookie_value(&first, "sid").expect("session cookie");
+                let pinned = first.backend();
+                let cookie = format!("Cookie: sid={token}");
+                let mut conn: Option<Conn> = None;
+                while !stop.load(Ordering::Relaxed) {
+                    let result = if keep {
+                        let reused = conn.is_some();
+                        let attempt = match conn.as_mut() {
+                            Some(c) => c.get("/", &[&cookie]),
+                            None => Conn::open(addr).and_then(|mut c| {
+                                let r = c.get("/", &[&cookie]);
+                                conn = Some(c);
+                                r
+                            }),
+                        };
+                        match attempt {
+                            Err(_) if reused => {
+                                stats.resent.fetch_add(1, Ordering::Relaxed);
+                                conn = None;
+                                Conn::open(addr).and_then(|mut c| {
+                                    let r = c.get("/", &[&cookie]);
+                                    conn = Some(c);
+                                    r
+                                })
+                            }
+                            other => other,
+                        }
+                    } else {
+                        get(addr, "/", &[&cookie])
+                    };
+                    match result {
+                        Ok(r) if r.status() == 200 && r.backend() == pinned => {
+                            stats.ok.fetch_add(1, Ordering::Relaxed);
+                            if r.header("connection")
+                                .is_some_and(|c| c.eq_ignore_ascii_case("close"))
+                            {
+                                conn = None;
+                            }
+                        }
+                        Ok(r) => {
+                            stats.wrong_backend.fetch_add(1, Ordering::Relaxed);
+                            errors.lock().unwrap().push(format!(
+                                "{} from {} (pinned {pinned})",
+                                r.status(),
+                                r.backend()
+                            ));
+                            conn = None;
+                        }
+                        Err(e) => {
+                            stats.failed.fetch_add(1, Ordering::Relaxed);
+                            errors.lock().unwrap().push(e.to_string());
+                            conn = None;
+                        }
+                    }
+                    thread::sleep(Duration::from_millis(2));
+                }
+            }));
+        }
+        Load {
+            stop,
+            stats,
+            threads,
+            errors,
+        }
+    }
+
+    fn ok(&self) -> u64 {
+        self.stats.ok.load(Ordering::Relaxed)
+    }
+
+    /// Stops the clients; returns (ok, failed, wrong backend, resent).
+    fn finish(self) -> (u64, u64, u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let s = &self.stats;
+        let errors = self.errors.lock().unwrap();
+        if !errors.is_empty() {
+            eprintln!(
+                "load errors (first 10): {:?}",
+                &errors[..errors.len().min(10)]
+            );
+        }
+        (
+            s.ok.load(Ordering::Relaxed),
+            s.failed.load(Ordering::Relaxed),
+            s.wrong_backend.load(Ordering::Relaxed),
+            s.resent.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Upgrades under load and checks nothing failed, every response came from its session's
+/// backend, the new process serves, and the old one left within its deadline.
+fn upgrade_under_load(t: &mut Tether, new_services: Option<&str>) -> (u64, u64, u64, u64) {
+    let load = Load::start(t.listen, 3, 3);
+    eventually(Duration::from_secs(10), "load running", || {
+        (load.ok() > 50).then_some(())
+    });
+    let mut old = t.upgrade(new_services);
+    // 5 s handover window + grace_period_seconds (1) + graceful_shutdown_timeout_seconds (1).
+    let took = wait_exit(&mut old, Duration::from_secs(15));
+    assert!(took.is_some(), "old process still running:\n{}", t.log());
+    let after = load.ok();
+    eventually(
+        Duration::from_secs(5),
+        "load served by the new process",
+        || (load.ok() > after + 50).then_some(()),
+    );
+    let stats = load.finish();
+    eprintln!(
+        "upgrade: ok={} failed={} wrong_backend={} resent={} old exited after {:?}",
+        stats.0,
+        stats.1,
+        stats.2,
+        stats.3,
+        took.unwrap()
+    );
+    assert_eq!(
+        (stats.1, stats.2),
+        (0, 0),
+        "failed / wrong backend during upgrade"
+    );
+    assert!(
+        t.child.try_wait().unwrap().is_none(),
+        "new process died:\n{}",
+        t.log()
+    );
+    stats
+}
+
+#[test]
+fn upgrade_under_load_then_reload_with_a_changed_config() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let c = Backend::start("c");
+    let mut t = Tether::start_full(
+        keys(),
+        &services(&[("a", &a, "active"), ("b", &b, "active")]),
+        &env(),
+    );
+
+    // 1. Same binary, same config: a plain upgrade.
+    upgrade_under_load(&mut t, None);
+    assert_eq!(
+        get(t.admin, "/healthz", &[]).unwrap().status(),
+        200,
+        "admin listener handed over"
+    );
+
+    // 2. Reload: add c, drain a. Sessions on a stay there; new sessions avoid a.
+    let changed = services(&[
+        ("a", &a, "draining"),
+        ("b", &b, "active"),
+        ("c", &c, "active"),
+    ]);
+    upgrade_under_load(&mut t, Some(&changed));
+    let status = t.status();
+    assert!(
+        status.contains("\"id\": \"c\"") && status.contains("\"state\": \"draining\""),
+        "{status}"
+    );
+    let fresh: HashSet<String> = (0..10)
+        .map(|_| get(t.listen, "/", &[]).unwrap().backend())
+        .collect();
+    assert_eq!(fresh, HashSet::from(["b".to_string(), "c".to_string()]));
+}
+
+#[test]
+fn draining_keeps_sessions_then_removal_re_pins() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let mut t = Tether::start_full(
+        keys(),
+        &services(&[("a", &a, "active"), ("b", &b, "active")]),
+        &env(),
+    );
+    let on_a = eventually(Duration::from_secs(5), "a session on a", || {
+        let r = get(t.listen, "/", &[]).ok()?;
+        (r.backend() == "a")
+            .then(|| set_cookie_value(&r, "sid"))
+            .flatten()
+    });
+    let cookie = format!("Cookie: sid={on_a}");
+
+    let mut old = t.upgrade(Some(&services(&[
+        ("a", &a, "draining"),
+        ("b", &b, "active"),
+    ])));
+    wait_exit(&mut old, Duration::from_secs(15)).expect("old process exits");
+    assert_eq!(
+        t.metric("tether_backend_draining{backend=\"a\",service=\"web\"}"),
+        Some(1.0)
+    );
+    for _ in 0..5 {
+        let r = get(t.listen, "/", &[&cookie]).unwrap();
+        assert_eq!(r.backend(), "a", "draining backend lost its session");
+        assert_eq!(set_cookie_value(&r, "sid"), None);
+    }
+    for _ in 0..6 {
+        assert_eq!(
+            get(t.listen, "/", &[]).unwrap().backend(),
+            "b",
+            "draining backend took a new session"
+        );
+    }
+
+    // Removed: the session re-pins (failed_open) with a new token.
+    let mut old = t.upgrade(Some(&services(&[("b", &b, "active")])));
+    wait_exit(&mut old, Duration::from_secs(15)).expect("old process exits");
+    let r = get(t.listen, "/", &[&cookie]).unwrap();
+    assert_eq!((r.status(), r.backend().as_str()), (200, "b"));
+    assert!(set_cookie_value(&r, "sid").is_some());
+    assert_eq!(
+        t.metric("tether_session_failed_open_total{service=\"web\"}"),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn invalid_config_on_reload_leaves_the_running_process_serving() {
+    let a = Backend::start("a");
+    let mut t = Tether::start_full(keys(), &services(&[("a", &a, "active")]), &env());
+    t.write_config("  - name: web\n    listen: {listen}\n    backends: []\n");
+    // The check an operator (and the systemd unit) runs first fails...
+    let check = t.run_once(&["-t"]);
+    assert!(!check.status.success());
+    assert!(String::from_utf8_lossy(&check.stderr).contains("backend list is empty"));
+    // ...and even a new process started on it refuses, before touching the running one.
+    let upgrade = t.run_once(&["-u"]);
+    assert!(!upgrade.status.success());
+    for _ in 0..5 {
+        assert_eq!(get(t.listen, "/", &[]).unwrap().status(), 200);
+    }
+    assert!(t.child.try_wait().unwrap().is_none());
+}
+
+/// Pingora lets in-flight requests run for `grace_period_seconds` after SIGTERM, then cancels
+/// what is left within `graceful_shutdown_timeout_seconds`: a request shorter than the grace
+/// period completes.
+#[test]
+fn sigterm_finishes_the_request_in_flight_and_exits_in_time() {
+    let a = Backend::start("a");
+    let mut t = Tether::start_full(
+        "grace_period_seconds: 3\n",
+        &format!(
+            "  - name: web\n    listen: {{listen}}\n    backends: [{}]\n",
+            a.addr
+        ),
+        &[],
+    );
+    let addr = t.listen;
+    let slow = thread::spawn(move || get(addr, "/slow/1500", &[]));
+    eventually(
+        Duration::from_secs(5),
+        "slow request reached the backend",
+        || (a.requests() >= 1).then_some(()),
+    );
+    let began = Instant::now();
+    signal(t.child.id(), "TERM");
+    let r = slow
+        .join()
+        .unwrap()
+        .expect("the request in flight completes");
+    assert_eq!((r.status(), r.text().as_str()), (200, "a"));
+    // New connections are refused at once (Pingora closes the listeners on SIGTERM).
+    eventually(Duration::from_secs(2), "listener closed", || {
+        std::net::TcpStream::connect(addr).is_err().then_some(())
+    });
+    // grace_period_seconds (3) + graceful_shutdown_timeout_seconds (1), plus slack.
+    let took = wait_exit(&mut t.child, Duration::from_secs(7)).expect("exits after SIGTERM");
+    assert!(
+        began.elapsed() >= Duration::from_secs(3),
+        "exited before the grace period"
+    );
+    eprintln!(
+        "SIGTERM: request completed, exit after {:?}",
+        began.elapsed().max(took)
+    );
+}
+
+#[test]
+fn sigint_stops_at_once() {
+    let a = Backend::start("a");
+    let mut t = Tether::start(&format!(
+        "  - name: web\n    listen: {{listen}}\n    backends: [{}]\n",
+        a.addr
+    ));
+    signal(t.child.id(), "INT");
+    wait_exit(&mut t.child, Duration::from_secs(3)).expect("exits at once after SIGINT");
+}
