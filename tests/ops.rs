@@ -254,9 +254,9 @@ fn draining_keeps_sessions_then_removal_re_pins() {
         ("b", &b, "active"),
     ])));
     wait_exit(&mut old, Duration::from_secs(15)).expect("old process exits");
-    assert_eq!(
-        t.metric("tether_backend_draining{backend=\"a\",service=\"web\"}"),
-        Some(1.0)
+    t.assert_metric(
+        "tether_backend_draining{backend=\"a\",service=\"web\"}",
+        1.0,
     );
     for _ in 0..5 {
         let r = get(t.listen, "/", &[&cookie]).unwrap();
@@ -277,10 +277,7 @@ fn draining_keeps_sessions_then_removal_re_pins() {
     let r = get(t.listen, "/", &[&cookie]).unwrap();
     assert_eq!((r.status(), r.backend().as_str()), (200, "b"));
     assert!(set_cookie_value(&r, "sid").is_some());
-    assert_eq!(
-        t.metric("tether_session_failed_open_total{service=\"web\"}"),
-        Some(1.0)
-    );
+    t.assert_metric("tether_session_failed_open_total{service=\"web\"}", 1.0);
 }
 
 #[test]

@@ -78,14 +78,8 @@ fn fsm_guide_cookie_flow() {
         assert_eq!((r.status(), r.text()), (first.status(), first.text()));
         assert_eq!(set_cookie_value(&r, "_srv_id"), None);
     }
-    assert_eq!(
-        t.metric("tether_session_routed_total{service=\"demo\"}"),
-        Some(3.0)
-    );
-    assert_eq!(
-        t.metric("tether_session_created_total{service=\"demo\"}"),
-        Some(2.0)
-    );
+    t.assert_metric("tether_session_routed_total{service=\"demo\"}", 3.0);
+    t.assert_metric("tether_session_created_total{service=\"demo\"}", 2.0);
     assert!(
         t.log()
             .contains("service=demo backend=hello session=routed")
@@ -207,14 +201,8 @@ fn non_strict_session_fails_open_to_another_backend() {
     assert_ne!(new_token, token);
     let r = get(t.listen, "/", &[&cookie_header("sid", &new_token)]).unwrap();
     assert_eq!(r.backend(), other);
-    assert_eq!(
-        t.metric("tether_session_failed_open_total{service=\"s\"}"),
-        Some(1.0)
-    );
-    assert_eq!(
-        t.metric("tether_session_routed_total{service=\"s\"}"),
-        Some(2.0)
-    );
+    t.assert_metric("tether_session_failed_open_total{service=\"s\"}", 1.0);
+    t.assert_metric("tether_session_routed_total{service=\"s\"}", 2.0);
 }
 
 /// Envoy strict: true. The pinned backend stops: 503, the token kept, failed_closed counted.
@@ -233,10 +221,7 @@ fn strict_session_fails_closed_with_503() {
     let r = get(t.listen, "/", &[&cookie_header("sid", &token)]).unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(set_cookie_value(&r, "sid"), None, "strict keeps the token");
-    assert_eq!(
-        t.metric("tether_session_failed_closed_total{service=\"s\"}"),
-        Some(1.0)
-    );
+    t.assert_metric("tether_session_failed_closed_total{service=\"s\"}", 1.0);
     // A request without a token is still served by the live backend.
     assert_eq!(get(t.listen, "/", &[]).unwrap().status(), 200);
 }
@@ -254,17 +239,11 @@ fn refused_connection_to_session_backend_fails_open_or_closed() {
         if strict {
             assert_eq!(r.status(), 503);
             assert_eq!(set_cookie_value(&r, "sid"), None);
-            assert_eq!(
-                t.metric("tether_session_failed_closed_total{service=\"s\"}"),
-                Some(1.0)
-            );
+            t.assert_metric("tether_session_failed_closed_total{service=\"s\"}", 1.0);
         } else {
             assert_eq!((r.status(), r.backend().as_str()), (200, other));
             assert!(set_cookie_value(&r, "sid").is_some());
-            assert_eq!(
-                t.metric("tether_session_failed_open_total{service=\"s\"}"),
-                Some(1.0)
-            );
+            t.assert_metric("tether_session_failed_open_total{service=\"s\"}", 1.0);
         }
     }
 }
@@ -300,9 +279,9 @@ fn idle_timeout_ends_only_unused_sessions() {
         set_cookie_value(&r, "sid").is_some(),
         "idle session was honoured"
     );
-    assert_eq!(
-        t.metric("tether_session_rejected_total{reason=\"idle\",service=\"idle\"}"),
-        Some(1.0)
+    t.assert_metric(
+        "tether_session_rejected_total{reason=\"idle\",service=\"idle\"}",
+        1.0,
     );
 }
 
@@ -335,9 +314,9 @@ fn instances_sharing_keys_honour_each_others_tokens() {
     let token = set_cookie_value(&get(t1.listen, "/", &[]).unwrap(), "sid").unwrap();
     let r = get(t3.listen, "/", &[&cookie_header("sid", &token)]).unwrap();
     assert!(set_cookie_value(&r, "sid").is_some());
-    assert_eq!(
-        t3.metric("tether_session_rejected_total{reason=\"bad_mac\",service=\"web\"}"),
-        Some(1.0)
+    t3.assert_metric(
+        "tether_session_rejected_total{reason=\"bad_mac\",service=\"web\"}",
+        1.0,
     );
 }
 

@@ -605,6 +605,26 @@ impl Tether {
         get(self.admin, "/metrics", &[]).unwrap().text()
     }
 
+    /// Waits (up to 5 s) for a metric to reach `expect`. Counters move in Pingora's logging
+    /// phase, which runs after the response has reached the client.
+    #[track_caller]
+    pub fn assert_metric(&self, series: &str, expect: f64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = self.metric(series);
+            if got == Some(expect) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{series}: expected {expect}, got {got:?}\n{}",
+                    self.metrics()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The value of one metric line (`name{labels}`), if present.
     pub fn metric(&self, series: &str) -> Option<f64> {
         self.metrics()
