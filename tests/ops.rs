@@ -352,3 +352,111 @@ fn sigint_stops_at_once() {
     signal(t.child.id(), "INT");
     wait_exit(&mut t.child, Duration::from_secs(3)).expect("exits at once after SIGINT");
 }
+
+/// Kills a daemon (not our child) by pid on drop.
+struct DaemonGuard(std::path::PathBuf);
+
+impl Drop for DaemonGuard {
+    fn drop(&mut self) {
+        for path in [self.0.clone(), self.0.with_extension("pid.old")] {
+            if let Ok(pid) = std::fs::read_to_string(&path) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-INT", pid.trim()])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+/// The unit's own ExecStart and ExecReload lines, run in order as systemd runs them (with
+/// `$MAINPID` read from the pid file): the daemon starts, and a reload hands the sockets to a
+/// new daemon without a failed request.
+#[test]
+fn systemd_unit_start_and_reload_sequence_works_in_daemon_mode() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/tether.service"
+    ))
+    .unwrap();
+    let lines = |key: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(key))
+            .map(str::to_string)
+            .collect()
+    };
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let dir = TempDir::new();
+    let (listen, admin) = (free_port(), free_port());
+    let pid_file = dir.path("tether.pid");
+    let conf = dir.path("tether.yaml");
+    std::fs::write(
+        &conf,
+        format!(
+            "{}{}admin:\n  listen: 127.0.0.1:{admin}\nservices:\n{}",
+            server_keys(&dir),
+            keys(),
+            services(&[("a", &a, "active"), ("b", &b, "active")])
+                .replace("{listen}", &format!("127.0.0.1:{listen}"))
+        ),
+    )
+    .unwrap();
+    let _guard = DaemonGuard(pid_file.clone());
+    let run = |line: &str| {
+        let main_pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        let cmd = line
+            .replace("/usr/local/bin/tether", tether_bin())
+            .replace("/etc/tether/tether.yaml", conf.to_str().unwrap())
+            .replace("$MAINPID", main_pid.trim());
+        let status = std::process::Command::new("sh")
+            .args(["-c", &cmd])
+            .env("OPS_SESSION_KEY", KEY)
+            .env("RUST_LOG", "warn")
+            .status()
+            .unwrap();
+        assert!(status.success(), "`{cmd}` failed");
+    };
+    for line in lines("ExecStartPre=").iter().chain(&lines("ExecStart=")) {
+        run(line);
+    }
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{listen}").parse().unwrap();
+    eventually(Duration::from_secs(10), "daemon serving", || {
+        get(addr, "/", &[]).ok().map(|_| ())
+    });
+    let first_pid = std::fs::read_to_string(&pid_file).unwrap();
+
+    let load = Load::start(addr, 2, 2);
+    eventually(Duration::from_secs(10), "load running", || {
+        (load.ok() > 50).then_some(())
+    });
+    let reload = lines("ExecReload=");
+    assert_eq!(reload.len(), 3, "check, signal, new process");
+    for line in &reload {
+        run(line);
+    }
+    let new_pid = eventually(Duration::from_secs(10), "new pid file", || {
+        let pid = std::fs::read_to_string(&pid_file).ok()?;
+        (pid != first_pid && !pid.trim().is_empty()).then_some(pid)
+    });
+    // The old daemon leaves within the handover window + grace + shutdown timeout.
+    eventually(Duration::from_secs(15), "old daemon gone", || {
+        let alive = std::process::Command::new("kill")
+            .args(["-0", first_pid.trim()])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        (!alive).then_some(())
+    });
+    let after = load.ok();
+    eventually(Duration::from_secs(5), "served by the new daemon", || {
+        (load.ok() > after + 50).then_some(())
+    });
+    let (ok, failed, wrong, resent) = load.finish();
+    eprintln!(
+        "systemd reload: ok={ok} failed={failed} wrong_backend={wrong} resent={resent} new pid {}",
+        new_pid.trim()
+    );
+    assert_eq!((failed, wrong), (0, 0));
+}
