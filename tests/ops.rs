@@ -460,3 +460,21 @@ fn systemd_unit_start_and_reload_sequence_works_in_daemon_mode() {
     );
     assert_eq!((failed, wrong), (0, 0));
 }
+
+/// A reload that moves the service to another port closes the old listener and binds the new.
+#[test]
+fn reload_closes_dropped_listeners_and_binds_new_ones() {
+    let a = Backend::start("a");
+    let mut t = Tether::start_full(keys(), &services(&[("a", &a, "active")]), &env());
+    let old_addr = t.listen;
+    let new_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let moved = services(&[("a", &a, "active")]).replace("{listen}", &new_addr.to_string());
+    let mut old = t.upgrade(Some(&moved));
+    wait_exit(&mut old, Duration::from_secs(15)).expect("old process exits");
+    assert_eq!(get(new_addr, "/", &[]).unwrap().backend(), "a");
+    assert!(
+        std::net::TcpStream::connect(old_addr).is_err(),
+        "old listener still open"
+    );
+    assert_eq!(get(t.admin, "/healthz", &[]).unwrap().status(), 200);
+}
