@@ -2,6 +2,11 @@
 
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc malloc: the proxy allocates and frees small buffers per request,
+/// where glibc's malloc showed ~12% of CPU under load (see the README's performance section).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use tether::config::Config;
 use tether::server::{self, StartMode};

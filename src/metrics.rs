@@ -42,6 +42,38 @@ pub struct Metrics {
     pub backend_draining: IntGaugeVec,
 }
 
+/// The per-request metrics of one service, resolved once so the request path skips label
+/// hashing and the registry's locks: the duration histogram, and `tether_requests_total` per
+/// backend and status, each created on first use.
+pub struct RequestCounters {
+    duration: prometheus::Histogram,
+    requests: IntCounterVec,
+    service: String,
+    /// Per backend (config order), then one extra for "no backend": a slot per status 100..=599.
+    by_status: Vec<Vec<std::sync::OnceLock<IntCounter>>>,
+    backend_ids: Vec<String>,
+}
+
+impl RequestCounters {
+    /// Counts one response of `backend` (None: answered without a backend) with `status`.
+    pub fn observe(&self, backend: Option<usize>, status: u16, seconds: f64) {
+        self.duration.observe(seconds);
+        let slot_row = backend.unwrap_or(self.backend_ids.len());
+        let counter = match (status as usize).checked_sub(100).and_then(|i| self.by_status[slot_row].get(i)) {
+            Some(slot) => slot.get_or_init(|| self.counter(slot_row, status)),
+            // Status 0 (no response) or out of range: rare, so no cache.
+            None => &self.counter(slot_row, status),
+        };
+        counter.inc();
+    }
+
+    fn counter(&self, row: usize, status: u16) -> IntCounter {
+        let backend = self.backend_ids.get(row).map_or(NO_BACKEND, String::as_str);
+        self.requests
+            .with_label_values(&[self.service.as_str(), backend, &status.to_string()])
+    }
+}
+
 /// The session counters of one service, resolved once so the request path skips label lookups.
 #[derive(Clone)]
 pub struct SessionCounters {
@@ -139,6 +171,20 @@ impl Metrics {
         }
     }
 
+    /// Resolves the per-request metrics of a service with these backend ids (config order).
+    pub fn request_counters(&self, service: &str, backend_ids: &[&str]) -> RequestCounters {
+        let rows = backend_ids.len() + 1;
+        RequestCounters {
+            duration: self.duration.with_label_values(&[service]),
+            requests: self.requests.clone(),
+            service: service.to_string(),
+            by_status: (0..rows)
+                .map(|_| (100..=599).map(|_| std::sync::OnceLock::new()).collect())
+                .collect(),
+            backend_ids: backend_ids.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
     /// The registry in Prometheus text format.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8192);
@@ -151,6 +197,25 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_counters_count_by_backend_and_status() {
+        let m = Metrics::new().unwrap();
+        let c = m.request_counters("web", &["a", "b"]);
+        c.observe(Some(1), 200, 0.01);
+        c.observe(Some(1), 200, 0.01);
+        c.observe(None, 503, 0.0);
+        c.observe(Some(0), 0, 0.0);
+        let text = String::from_utf8(m.render()).unwrap();
+        for line in [
+            "tether_requests_total{backend=\"b\",code=\"200\",service=\"web\"} 2",
+            "tether_requests_total{backend=\"none\",code=\"503\",service=\"web\"} 1",
+            "tether_requests_total{backend=\"a\",code=\"0\",service=\"web\"} 1",
+            "tether_request_duration_seconds_count{service=\"web\"} 4",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
 
     #[test]
     fn session_counters_exist_at_zero() {

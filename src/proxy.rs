@@ -16,6 +16,7 @@
 //! (`failed_open`), or with `strict` answer 503 and keep the token (`failed_closed`). No valid
 //! token: weighted round robin and a new token (`created`).
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,7 +27,7 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::RequestHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::metrics::{Metrics, SessionCounters, NO_BACKEND};
+use crate::metrics::{Metrics, RequestCounters, SessionCounters, NO_BACKEND};
 use crate::session::{unix_now, Presented, Sessions};
 use crate::token::{Reject, Session as Token};
 use crate::upstreams::Upstreams;
@@ -85,7 +86,7 @@ pub struct Ctx {
 pub struct Proxy {
     upstreams: Arc<Upstreams>,
     sessions: Option<Sessions>,
-    metrics: Arc<Metrics>,
+    requests: RequestCounters,
     counters: SessionCounters,
 }
 
@@ -97,12 +98,13 @@ impl Proxy {
         sessions: Option<Sessions>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let counters = metrics.session_counters(&upstreams.config.name);
+        let name = &upstreams.config.name;
+        let ids: Vec<&str> = upstreams.config.backends.iter().map(|b| b.id.as_str()).collect();
         Proxy {
+            requests: metrics.request_counters(name, &ids),
+            counters: metrics.session_counters(name),
             upstreams,
             sessions,
-            metrics,
-            counters,
         }
     }
 
@@ -147,8 +149,8 @@ impl Proxy {
 }
 
 /// Appends the client address to any `X-Forwarded-For` the client sent, as one field line.
-fn forwarded_for(req: &RequestHeader, client: &str) -> Vec<u8> {
-    let mut value = Vec::new();
+fn forwarded_for(req: &RequestHeader, client: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(64);
     for v in req.headers.get_all("x-forwarded-for") {
         let v = v.as_bytes().trim_ascii();
         if !v.is_empty() {
@@ -156,7 +158,7 @@ fn forwarded_for(req: &RequestHeader, client: &str) -> Vec<u8> {
             value.extend_from_slice(b", ");
         }
     }
-    value.extend_from_slice(client.as_bytes());
+    value.extend_from_slice(client);
     value
 }
 
@@ -254,19 +256,23 @@ impl ProxyHttp for Proxy {
             sessions.strip(upstream_request)?;
         }
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            let xff = forwarded_for(upstream_request, &client.ip().to_string());
+            // The address is formatted on the stack: an IPv6 address is at most 45 bytes.
+            let mut buf = [0u8; 64];
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cursor, "{}", client.ip());
+            let len = cursor.position() as usize;
+            let xff = forwarded_for(upstream_request, &buf[..len]);
             upstream_request.insert_header("X-Forwarded-For", xff)?;
         }
         upstream_request.insert_header("X-Forwarded-Proto", "http")?;
+        // A clone of the Host value shares its bytes.
         let host = upstream_request
             .headers
             .get(http::header::HOST)
-            .map(|h| h.as_bytes().to_vec())
+            .cloned()
             .or_else(|| {
-                upstream_request
-                    .uri
-                    .authority()
-                    .map(|a| a.as_str().as_bytes().to_vec())
+                let authority = upstream_request.uri.authority()?;
+                http::HeaderValue::from_str(authority.as_str()).ok()
             });
         match host {
             Some(host) => upstream_request.insert_header("X-Forwarded-Host", host)?,
@@ -339,15 +345,8 @@ impl ProxyHttp for Proxy {
             SessionOutcome::FailedOpen => self.counters.failed_open.inc(),
             SessionOutcome::FailedClosed => self.counters.failed_closed.inc(),
         }
-        let code = status.to_string();
-        self.metrics
-            .requests
-            .with_label_values(&[service, backend, code.as_str()])
-            .inc();
-        self.metrics
-            .duration
-            .with_label_values(&[service])
-            .observe(elapsed.as_secs_f64());
+        self.requests
+            .observe(ctx.backend, status, elapsed.as_secs_f64());
         if log::log_enabled!(target: "tether::access", log::Level::Info) {
             let req = session.req_header();
             let client = session
@@ -373,12 +372,12 @@ mod tests {
     #[test]
     fn forwarded_for_appends_to_every_prior_value() {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        assert_eq!(forwarded_for(&req, "10.0.0.9"), b"10.0.0.9");
+        assert_eq!(forwarded_for(&req, b"10.0.0.9"), b"10.0.0.9");
         req.append_header("X-Forwarded-For", "1.1.1.1, 2.2.2.2")
             .unwrap();
         req.append_header("X-Forwarded-For", "3.3.3.3").unwrap();
         assert_eq!(
-            forwarded_for(&req, "10.0.0.9"),
+            forwarded_for(&req, b"10.0.0.9"),
             b"1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.9"
         );
     }

@@ -2,6 +2,7 @@
 //! it before the request goes upstream, and issuing a token in the response.
 //! The token itself is [`crate::token`].
 
+use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -195,10 +196,12 @@ impl Sessions {
             let absolute = self.codec.lifetimes().absolute.unwrap_or(0);
             let left = start.saturating_add(absolute).saturating_sub(now);
             let expires = UNIX_EPOCH + Duration::from_secs(u64::from(now) + u64::from(left));
-            cookie.push_str("; Max-Age=");
-            cookie.push_str(&left.to_string());
-            cookie.push_str("; Expires=");
-            cookie.push_str(&httpdate::fmt_http_date(expires));
+            // Written in place: the cookie string is the only allocation of the token path.
+            let _ = write!(
+                cookie,
+                "; Max-Age={left}; Expires={}",
+                httpdate::HttpDate::from(expires)
+            );
         }
         cookie.push_str(&self.cookie_attributes);
         cookie

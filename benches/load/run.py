@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""Side-by-side load benchmark: HAProxy (cookie insert), a plain Pingora round-robin proxy, and
+tether (cookie sessions), in front of 4 nginx backends, driven by wrk on loopback.
+
+Each proxy runs one worker thread pinned to CPU 0 (taskset); wrk and nginx run on CPU 1. Two
+modes: `sticky` (every request carries a valid session cookie) and `new` (no cookie: a new
+session each). Runs are interleaved (HAProxy, Pingora, tether, HAProxy, ...) and repeated; the
+table shows medians and the ratios tether/HAProxy and tether/Pingora from the same run.
+
+    benches/load/run.py [--duration 10] [--rounds 3] [--connections 64] [--memory]
+
+Installs haproxy, nginx and wrk from Debian when missing. Everything listens on 127.0.0.1.
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WORK = os.path.join(ROOT, "target", "loadbench")
+BACKEND_PORTS = [19081, 19082, 19083, 19084]
+PORTS = {"haproxy": 19100, "pingora": 19101, "tether": 19102}
+TETHER_ADMIN = 19199
+PROXY_CPU, LOAD_CPU = "0", "1"
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, **kw)
+
+
+def ensure_tools():
+    missing = [p for p, b in (("haproxy", "haproxy"), ("nginx", "nginx"), ("wrk", "wrk")) if not shutil.which(b) and not os.path.exists(f"/usr/sbin/{b}")]
+    if missing:
+        sudo = "" if os.geteuid() == 0 else "sudo "
+        sh(f"{sudo}apt-get update -qq && DEBIAN_FRONTEND=noninteractive {sudo}apt-get install -y -qq {' '.join(missing)} >/dev/null")
+    sh(f"{ROOT}/scripts/deps.sh")
+    sh("cargo build --release --locked --bin tether --example plain_lb", cwd=ROOT)
+
+
+def wait_port(port, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def http_get(port, headers=None):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/", headers=headers or {})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.status, r.headers
+
+
+class Procs:
+    def __init__(self):
+        self.procs = []
+
+    def start(self, name, argv, env=None, cpu=None):
+        if cpu is not None:
+            argv = ["taskset", "-c", cpu] + argv
+        log = open(os.path.join(WORK, f"{name}.log"), "w")
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.procs.append((name, p))
+        return p
+
+    def stop(self):
+        for _, p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for _, p in self.procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def write(name, text):
+    path = os.path.join(WORK, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def start_all(procs):
+    servers = "\n".join(
+        f"  server {{ listen 127.0.0.1:{p}; access_log off; location / {{ return 200 'backend {i}\\n'; }} }}"
+        for i, p in enumerate(BACKEND_PORTS, 1)
+    )
+    nginx_conf = write("nginx.conf", f"""
+worker_processes 1;
+daemon off;
+pid {WORK}/nginx.pid;
+error_log {WORK}/nginx-error.log warn;
+events {{ worker_connections 10240; }}
+http {{
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+{servers}
+}}
+""")
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    procs.start("nginx", [nginx, "-c", nginx_conf, "-p", WORK], cpu=LOAD_CPU)
+
+    servers = "\n".join(f"  server s{i} 127.0.0.1:{p} cookie s{i} check inter 5s" for i, p in enumerate(BACKEND_PORTS, 1))
+    haproxy_conf = write("haproxy.cfg", f"""
+global
+  nbthread 1
+  maxconn 9000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:{PORTS['haproxy']}
+  default_backend be
+backend be
+  balance roundrobin
+  cookie SRV insert indirect nocache maxidle 30m maxlife 8h
+{servers}
+""")
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    procs.start("haproxy", [haproxy, "-f", haproxy_conf], cpu=PROXY_CPU)
+
+    backends = ",".join(f"127.0.0.1:{p}" for p in BACKEND_PORTS)
+    pingora_conf = write("pingora.yaml", f"version: 1\nthreads: 1\npid_file: {WORK}/pingora.pid\nupgrade_sock: {WORK}/pingora.sock\ngrace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 0\n")
+    env = dict(os.environ, PLAIN_LB_LISTEN=f"127.0.0.1:{PORTS['pingora']}", PLAIN_LB_BACKENDS=backends, RUST_LOG="warn")
+    procs.start("pingora", [f"{ROOT}/target/release/examples/plain_lb", "-c", pingora_conf], env=env, cpu=PROXY_CPU)
+
+    backend_lines = "\n".join(f"      - {{address: 127.0.0.1:{p}, id: app-{i}}}" for i, p in enumerate(BACKEND_PORTS, 1))
+    tether_conf = write("tether.yaml", f"""version: 1
+threads: 1
+pid_file: {WORK}/tether.pid
+upgrade_sock: {WORK}/tether.sock
+grace_period_seconds: 0
+graceful_shutdown_timeout_seconds: 0
+admin:
+  listen: 127.0.0.1:{TETHER_ADMIN}
+session_keys:
+  - id: bench
+    secret_env: BENCH_SESSION_KEY
+services:
+  - name: bench
+    listen: 127.0.0.1:{PORTS['tether']}
+    backends:
+{backend_lines}
+    session_persistence:
+      type: Cookie
+      name: _srv_id
+      absolute_timeout: 8h
+      idle_timeout: 30m
+""")
+    env = dict(os.environ, BENCH_SESSION_KEY="load-bench-key-not-a-secret-0123456789", RUST_LOG="warn")
+    procs.start("tether", [f"{ROOT}/target/release/tether", "-c", tether_conf], env=env, cpu=PROXY_CPU)
+    for port in BACKEND_PORTS + list(PORTS.values()):
+        wait_port(port)
+    time.sleep(1.5)  # first health checks
+
+
+def cookies():
+    """A valid session cookie for each proxy (sticky mode)."""
+    out = {"haproxy": "SRV=s1"}
+    _, headers = http_get(PORTS["tether"])
+    tether = headers.get("Set-Cookie").split(";")[0]
+    out["tether"] = tether
+    # The plain proxy ignores cookies; it gets one of the same size so requests match.
+    out["pingora"] = tether
+    return out
+
+
+def wrk(port, duration, connections, cookie):
+    argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
+    if cookie:
+        argv += ["-H", f"Cookie: {cookie}"]
+    argv.append(f"http://127.0.0.1:{port}/")
+    out = subprocess.run(argv, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def latency(pct):
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    errors = 0
+    for pattern in (r"Non-2xx or 3xx responses:\s+(\d+)", r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"):
+        m = re.search(pattern, out)
+        if m:
+            errors += sum(int(g) for g in m.groups())
+    return {"rps": rps, "p50": latency(50), "p99": latency(99), "errors": errors}
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def memory(procs, duration):
+    print("\nMemory (VmRSS): idle, then under 5,000 concurrent keep-alive connections")
+    rows = []
+    for name in ("haproxy", "pingora", "tether"):
+        pid = next(p.pid for n, p in procs.procs if n == name)
+        idle = rss_kb(pid)
+        load = subprocess.Popen(["sh", "-c", f"ulimit -n 20000; taskset -c {LOAD_CPU} wrk -t1 -c5000 -d{duration}s --timeout 10s http://127.0.0.1:{PORTS[name]}/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        peak = idle
+        while load.poll() is None:
+            peak = max(peak, rss_kb(pid))
+            time.sleep(0.2)
+        rows.append((name, idle, peak))
+    print(f"{'proxy':10} {'idle MiB':>10} {'5k conns MiB':>14}")
+    for name, idle, peak in rows:
+        print(f"{name:10} {idle / 1024:10.1f} {peak / 1024:14.1f}")
+
+
+def profile(procs, args, jar):
+    pid = next(p.pid for n, p in procs.procs if n == "tether")
+    data = os.path.join(WORK, "perf.data")
+    perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "2000", "-p", str(pid), "-o", data, "--", "sleep", str(args.duration)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cookie = jar["tether"] if args.profile == "sticky" else None
+    res = wrk(PORTS["tether"], args.duration, args.connections, cookie)
+    perf.wait()
+    report = os.path.join(WORK, f"perf-{args.profile}.txt")
+    sh(f"perf report -i {data} --no-children --sort symbol --percent-limit 0.7 --stdio > {report} 2>/dev/null")
+    print(f"tether {args.profile}: {res['rps']:.0f} req/s; profile in {report}")
+    with open(report) as f:
+        print("".join(l for l in f if "%" in l and not l.startswith("#"))[:6000])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions")
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--memory", action="store_true", help="also measure RSS under 5,000 connections")
+    ap.add_argument("--profile", choices=["sticky", "new"], help="only profile tether (perf record -e cpu-clock) in this mode")
+    args = ap.parse_args()
+    os.makedirs(WORK, exist_ok=True)
+    ensure_tools()
+    procs = Procs()
+    try:
+        start_all(procs)
+        jar = cookies()
+        if args.profile:
+            profile(procs, args, jar)
+            return
+        results = {}
+        for r in range(args.rounds):
+            for mode in ("sticky", "new"):
+                for name in ("haproxy", "pingora", "tether"):
+                    cookie = jar[name] if mode == "sticky" else None
+                    res = wrk(PORTS[name], args.duration, args.connections, cookie)
+                    results.setdefault((name, mode), []).append(res)
+                    print(f"round {r + 1} {mode:6} {name:8} {res['rps']:10.0f} req/s  p50 {res['p50']:.3f} ms  p99 {res['p99']:.3f} ms  errors {res['errors']}", flush=True)
+        print(f"\nMedians of {args.rounds} rounds, {args.duration} s each, {args.connections} keep-alive connections, proxies pinned to CPU {PROXY_CPU}, wrk and nginx to CPU {LOAD_CPU}")
+        print(f"{'mode':7} {'proxy':8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+        med = {}
+        for mode in ("sticky", "new"):
+            for name in ("haproxy", "pingora", "tether"):
+                runs = results[(name, mode)]
+                m = {k: statistics.median(x[k] for x in runs) for k in ("rps", "p50", "p99")}
+                m["errors"] = sum(x["errors"] for x in runs)
+                med[(name, mode)] = m
+                print(f"{mode:7} {name:8} {m['rps']:10.0f} {m['p50']:8.3f} {m['p99']:8.3f} {m['errors']:7d}")
+        print("\nRatios (tether / other), same run:")
+        for mode in ("sticky", "new"):
+            t = med[("tether", mode)]
+            for other in ("haproxy", "pingora"):
+                o = med[(other, mode)]
+                print(f"  {mode:7} vs {other:8} throughput {t['rps'] / o['rps']:.3f}x   p99 {t['p99'] / o['p99']:.3f}x")
+        if args.memory:
+            memory(procs, max(5, args.duration))
+    finally:
+        procs.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+//! The baseline for the load benchmark: a plain Pingora round-robin proxy, shaped like
+//! Pingora's own `load_balancer` example (TCP health check every second, no TLS, no stickiness).
+//!
+//! `PLAIN_LB_LISTEN=127.0.0.1:8100 PLAIN_LB_BACKENDS=127.0.0.1:9001,127.0.0.1:9002 plain_lb -c conf.yaml`
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora_core::server::configuration::Opt;
+use pingora_core::server::Server;
+use pingora_core::services::background::background_service;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_load_balancing::health_check::TcpHealthCheck;
+use pingora_load_balancing::selection::RoundRobin;
+use pingora_load_balancing::LoadBalancer;
+use pingora_proxy::{ProxyHttp, Session};
+
+struct Lb(Arc<LoadBalancer<RoundRobin>>);
+
+#[async_trait]
+impl ProxyHttp for Lb {
+    type CTX = ();
+    fn new_ctx(&self) {}
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+        let upstream = self
+            .0
+            .select(b"", 256)
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no healthy backend"))?;
+        Ok(Box::new(HttpPeer::new(upstream, false, String::new())))
+    }
+}
+
+fn main() {
+    env_logger::init();
+    let listen = std::env::var("PLAIN_LB_LISTEN").unwrap_or_else(|_| "127.0.0.1:8100".into());
+    let backends = std::env::var("PLAIN_LB_BACKENDS").expect("PLAIN_LB_BACKENDS=ip:port,...");
+    let mut server = Server::new(Some(Opt::parse_args())).expect("server");
+    server.bootstrap();
+    let mut upstreams =
+        LoadBalancer::try_from_iter(backends.split(',')).expect("backend addresses");
+    upstreams.set_health_check(TcpHealthCheck::new());
+    upstreams.health_check_frequency = Some(Duration::from_secs(1));
+    let background = background_service("health check", upstreams);
+    let mut proxy = pingora_proxy::http_proxy_service(&server.configuration, Lb(background.task()));
+    proxy.add_tcp(&listen);
+    server.add_service(proxy);
+    server.add_service(background);
+    server.run_forever();
+}
