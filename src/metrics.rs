@@ -59,7 +59,10 @@ impl RequestCounters {
     pub fn observe(&self, backend: Option<usize>, status: u16, seconds: f64) {
         self.duration.observe(seconds);
         let slot_row = backend.unwrap_or(self.backend_ids.len());
-        let counter = match (status as usize).checked_sub(100).and_then(|i| self.by_status[slot_row].get(i)) {
+        let counter = match (status as usize)
+            .checked_sub(100)
+            .and_then(|i| self.by_status[slot_row].get(i))
+        {
             Some(slot) => slot.get_or_init(|| self.counter(slot_row, status)),
             // Status 0 (no response) or out of range: rare, so no cache.
             None => &self.counter(slot_row, status),

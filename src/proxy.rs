@@ -99,7 +99,12 @@ impl Proxy {
         metrics: Arc<Metrics>,
     ) -> Self {
         let name = &upstreams.config.name;
-        let ids: Vec<&str> = upstreams.config.backends.iter().map(|b| b.id.as_str()).collect();
+        let ids: Vec<&str> = upstreams
+            .config
+            .backends
+            .iter()
+            .map(|b| b.id.as_str())
+            .collect();
         Proxy {
             requests: metrics.request_counters(name, &ids),
             counters: metrics.session_counters(name),
@@ -165,6 +170,10 @@ fn forwarded_for(req: &RequestHeader, client: &[u8]) -> Vec<u8> {
 #[async_trait]
 impl ProxyHttp for Proxy {
     type CTX = Ctx;
+
+    /// No downstream modules: Pingora's default adds a disabled compression module, which still
+    /// costs a context and filter calls per request. tether never compresses.
+    fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
