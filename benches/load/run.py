@@ -110,6 +110,9 @@ http {{
 """)
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     procs.start("nginx", [nginx, "-c", nginx_conf, "-p", WORK], cpu=LOAD_CPU)
+    # Backends first: a proxy's first health check must find them up.
+    for port in BACKEND_PORTS:
+        wait_port(port)
 
     servers = "\n".join(f"  server s{i} 127.0.0.1:{p} cookie s{i} check inter 5s" for i, p in enumerate(BACKEND_PORTS, 1))
     haproxy_conf = write("haproxy.cfg", f"""
@@ -163,7 +166,7 @@ services:
 """)
     env = dict(os.environ, BENCH_SESSION_KEY="load-bench-key-not-a-secret-0123456789", RUST_LOG="warn")
     procs.start("tether", [f"{ROOT}/target/release/tether", "-c", tether_conf], env=env, cpu=PROXY_CPU)
-    for port in BACKEND_PORTS + list(PORTS.values()):
+    for port in PORTS.values():
         wait_port(port)
     time.sleep(1.5)  # first health checks
 
