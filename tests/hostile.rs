@@ -1,0 +1,120 @@
+//! Hostile requests against the real binary: none gets a 5xx of tether's making, none steers
+//! traffic, nothing a client sends reaches a response header, and tether keeps serving.
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+
+fn start(a: &Backend, b: &Backend) -> Tether {
+    Tether::start(&format!(
+        "  - name: web\n    listen: {{listen}}\n    backends:\n      - {{address: {}, id: a}}\n      - {{address: {}, id: b}}\n    session_persistence: {{type: Cookie, name: sid, absolute_timeout: 1h}}\n  - name: api\n    listen: 127.0.0.1:{}\n    backends:\n      - {{address: {}, id: a}}\n      - {{address: {}, id: b}}\n    session_persistence: {{type: Header, name: X-Session, absolute_timeout: 1h}}\n",
+        a.addr,
+        b.addr,
+        free_port(),
+        a.addr,
+        b.addr
+    ))
+}
+
+/// Sends raw bytes on a new connection and returns the response, if any.
+fn raw(t: &Tether, bytes: &[u8]) -> Option<Response> {
+    let mut c = Conn::open(t.listen).ok()?;
+    c.stream().write_all(bytes).ok()?;
+    c.read_response().ok()
+}
+
+#[test]
+fn thousands_of_cookies_are_a_new_session() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let t = start(&a, &b);
+    let one_line: String = (0..3000).map(|i| format!("c{i}=v{i}; ")).collect();
+    let r = get(t.listen, "/", &[&format!("Cookie: {one_line}sid=forged")]).unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(set_cookie_value(&r, "sid").is_some());
+
+    // Many Cookie lines, each with our name: at most a few are even tried, none is valid.
+    let lines: Vec<String> = (0..200).map(|i| format!("Cookie: sid=x{i}")).collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let r = get(t.listen, "/", &refs).unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(set_cookie_value(&r, "sid").is_some());
+    // One rejection counted per request, whatever the number of bad tokens in it.
+    t.assert_metric(
+        "tether_session_rejected_total{reason=\"malformed\",service=\"web\"}",
+        2.0,
+    );
+}
+
+#[test]
+fn injection_attempts_never_reach_a_response_header() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let t = start(&a, &b);
+    let attempts: [&[u8]; 5] = [
+        b"GET / HTTP/1.1\r\nHost: x\r\nCookie: sid=abc%0d%0aX-Evil: 1\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nCookie: sid=abc\rX-Evil: 1\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nCookie: sid=abc\nX-Evil: 1\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nCookie: sid=\xff\xfe\x00\x01; a=\xc3\x28\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Session: abc\r\n X-Evil: folded\r\nConnection: close\r\n\r\n",
+    ];
+    for bytes in attempts {
+        let shown = String::from_utf8_lossy(bytes).into_owned();
+        // No response at all means the parser closed the connection: also a refusal.
+        if let Some(r) = raw(&t, bytes) {
+            assert!(r.status() < 500, "{} for {shown:?}", r.status());
+            assert!(r.header("x-evil").is_none(), "{shown:?}");
+            for (_, v) in &r.head.headers {
+                assert!(
+                    !v.contains("Evil") && !v.contains("abc"),
+                    "{v} for {shown:?}"
+                );
+            }
+        }
+    }
+    // Still serving.
+    assert_eq!(get(t.listen, "/", &[]).unwrap().status(), 200);
+}
+
+#[test]
+fn tokens_of_another_service_do_not_steer() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let t = start(&a, &b);
+    let web_token = set_cookie_value(&get(t.listen, "/", &[]).unwrap(), "sid").unwrap();
+    // The api service (header sessions) listens on the second address: read it from /status.
+    let status = t.status();
+    let api_listen = status
+        .split("\"name\": \"api\"")
+        .next()
+        .and_then(|before| before.rsplit("\"listen\": [").next())
+        .and_then(|s| s.split('"').nth(1))
+        .expect("api listen address")
+        .parse()
+        .unwrap();
+    let r = get(api_listen, "/", &[&format!("X-Session: {web_token}")]).unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.header("x-session").is_some(), "a new session is issued");
+    t.assert_metric(
+        "tether_session_rejected_total{reason=\"other_service\",service=\"api\"}",
+        1.0,
+    );
+}
+
+#[test]
+fn an_enormous_header_section_is_refused_not_forwarded() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let t = start(&a, &b);
+    let mut req = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    req.extend(std::iter::repeat_n(b'a', 2_000_000));
+    req.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+    let before = a.requests() + b.requests();
+    if let Some(r) = raw(&t, &req) {
+        assert!((400..500).contains(&r.status()), "{}", r.status());
+    }
+    assert_eq!(
+        a.requests() + b.requests(),
+        before,
+        "forwarded to a backend"
+    );
+    assert_eq!(get(t.listen, "/", &[]).unwrap().status(), 200);
+}

@@ -1,0 +1,153 @@
+//! Property tests of everything a client or an operator controls: the token decoder, the cookie
+//! parser, the config loader. None may panic; each must reject what it should.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use tether::config::{Config, SessionKey};
+use tether::session::{cookie_values, without_cookie};
+use tether::token::{KeyRing, Lifetimes, ServiceCodec, TOKEN_LEN};
+
+const NOW: u32 = 1_800_000_000;
+
+fn codec() -> ServiceCodec {
+    let ring = KeyRing::new(&[SessionKey {
+        id: "k1".into(),
+        secret: vec![42; 32],
+    }])
+    .unwrap();
+    ServiceCodec::new(
+        Arc::new(ring),
+        "web",
+        &["a", "b", "c", "d"],
+        Lifetimes {
+            absolute: Some(3600),
+            idle: Some(600),
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn decoding_any_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = codec().decode(&bytes, NOW);
+    }
+
+    #[test]
+    fn decoding_token_shaped_strings_never_panics_and_never_accepts(s in "[A-Za-z0-9_-]{68}") {
+        // A random string of the right shape is not a token of ours (2^-128 chance).
+        prop_assert!(codec().decode(s.as_bytes(), NOW).is_err());
+    }
+
+    #[test]
+    fn round_trip(backend in 0usize..4, age in 0u32..3600, idle in 0u32..600) {
+        let c = codec();
+        let start = NOW - age;
+        let last = (NOW - idle).max(start);
+        let t = c.encode(backend, start, last);
+        prop_assert_eq!(t.len(), TOKEN_LEN);
+        let s = c.decode(t.as_bytes(), NOW).unwrap();
+        prop_assert_eq!((s.backend, s.start, s.last), (backend, start, last));
+    }
+
+    #[test]
+    fn any_mutation_of_a_valid_token_is_rejected(
+        backend in 0usize..4,
+        edits in proptest::collection::vec((0usize..TOKEN_LEN, any::<u8>()), 1..4),
+    ) {
+        let c = codec();
+        let token = c.encode(backend, NOW - 10, NOW - 5);
+        let mut bytes = token.clone().into_bytes();
+        for (i, b) in edits {
+            bytes[i] = b;
+        }
+        prop_assume!(bytes != token.as_bytes());
+        prop_assert!(c.decode(&bytes, NOW).is_err());
+    }
+
+    #[test]
+    fn cookie_functions_take_any_bytes(header in proptest::collection::vec(any::<u8>(), 0..300), name in "[a-z_]{1,8}") {
+        let found: Vec<&[u8]> = cookie_values(&header, name.as_bytes()).collect();
+        let stripped = without_cookie(&header, name.as_bytes());
+        // Whatever was found is gone after stripping, and stripping twice changes nothing.
+        prop_assert_eq!(cookie_values(&stripped, name.as_bytes()).count(), 0);
+        prop_assert_eq!(without_cookie(&stripped, name.as_bytes()), stripped.clone());
+        prop_assert!(stripped.len() <= header.len());
+        let _ = found;
+    }
+
+    #[test]
+    fn stripping_keeps_every_other_cookie_in_order(
+        pairs in proptest::collection::vec(("[a-z]{1,6}", "[A-Za-z0-9%=]{0,10}"), 0..20),
+    ) {
+        let header = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let stripped = String::from_utf8(without_cookie(header.as_bytes(), b"sid")).unwrap();
+        let kept = pairs.iter().filter(|(k, _)| k != "sid").map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        prop_assert_eq!(stripped, kept);
+    }
+
+    #[test]
+    fn config_loader_never_panics_on_text(text in "\\PC{0,400}") {
+        let _ = Config::parse(&text, Path::new("."), &|_| None);
+    }
+
+    #[test]
+    fn config_loader_never_panics_on_yaml_trees(value in yaml_value()) {
+        let text = serde_yaml::to_string(&value).unwrap_or_default();
+        if let Err(e) = Config::parse(&text, Path::new("."), &|_| None) {
+            prop_assert!(!e.message.is_empty());
+        }
+    }
+}
+
+/// Random YAML trees whose keys come from tether's vocabulary, so that the decoder goes deep.
+fn yaml_value() -> impl Strategy<Value = serde_yaml::Value> {
+    let keys = prop::sample::select(vec![
+        "services",
+        "name",
+        "listen",
+        "backends",
+        "address",
+        "id",
+        "weight",
+        "state",
+        "health_check",
+        "type",
+        "interval",
+        "timeouts",
+        "read",
+        "session_persistence",
+        "cookie",
+        "same_site",
+        "secure",
+        "absolute_timeout",
+        "admin",
+        "session_keys",
+        "secret_env",
+        "threads",
+        "version",
+    ]);
+    let leaf = prop_oneof![
+        Just(serde_yaml::Value::Null),
+        any::<bool>().prop_map(serde_yaml::Value::from),
+        any::<i64>().prop_map(serde_yaml::Value::from),
+        "[a-zA-Z0-9:._/ -]{0,20}".prop_map(serde_yaml::Value::from),
+        Just(serde_yaml::Value::from("127.0.0.1:8000")),
+        Just(serde_yaml::Value::from("10s")),
+    ];
+    leaf.prop_recursive(4, 64, 6, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_yaml::Value::Sequence),
+            proptest::collection::vec((keys.clone(), inner), 0..6).prop_map(|kv| {
+                serde_yaml::Value::Mapping(
+                    kv.into_iter()
+                        .map(|(k, v)| (serde_yaml::Value::from(k), v))
+                        .collect(),
+                )
+            }),
+        ]
+    })
+}
