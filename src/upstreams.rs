@@ -244,7 +244,7 @@ impl Probe {
 #[async_trait]
 impl HealthCheck for Probe {
     async fn check(&self, target: &Backend) -> Result<()> {
-        match &self.kind {
+        let result = match &self.kind {
             ProbeKind::Tcp(check) => check.check(target).await,
             ProbeKind::Http(checks) => {
                 let check = target.addr.as_inet().and_then(|addr| checks.get(addr));
@@ -253,7 +253,13 @@ impl HealthCheck for Probe {
                     None => Error::e_explain(ErrorType::InternalError, "unknown backend"),
                 }
             }
-        }
+        };
+        // Pingora's connect errors carry the whole peer (every option) in their context, which
+        // Pingora logs on each health change: keep the type and the root cause only.
+        result.map_err(|e| {
+            let cause = e.root_cause().to_string();
+            Error::explain(e.etype().clone(), cause)
+        })
     }
 
     fn backend_summary(&self, target: &Backend) -> String {

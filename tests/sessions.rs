@@ -15,21 +15,29 @@ fn keys_yaml() -> &'static str {
     "session_keys:\n  - id: k1\n    secret_env: TEST_SESSION_KEY\n"
 }
 
+/// The `backends:` of a service, each backend's id its name.
 fn backends_yaml(backends: &[&Backend]) -> String {
     let mut y = String::from("    backends:\n");
     for b in backends {
-        let name = get_name(b);
         y.push_str(&format!(
-            "      - address: {}\n        id: {name}\n",
-            b.addr
+            "      - address: {}\n        id: {}\n",
+            b.addr,
+            b.name()
         ));
     }
     y
 }
 
-/// A backend's name as it reports it.
-fn get_name(b: &Backend) -> String {
-    get(b.addr, "/", &[]).unwrap().backend()
+/// Backends b1..bn and a service `name` over them with this `session_persistence` (its lines,
+/// indented by 6).
+fn backends_and_service(n: usize, name: &str, session: &str) -> (Vec<Backend>, String) {
+    let bs: Vec<Backend> = (1..=n).map(|i| Backend::start(&format!("b{i}"))).collect();
+    let refs: Vec<&Backend> = bs.iter().collect();
+    let yaml = format!(
+        "  - name: {name}\n    listen: {{listen}}\n{}    session_persistence:\n{session}",
+        backends_yaml(&refs)
+    );
+    (bs, yaml)
 }
 
 fn cookie_header(name: &str, value: &str) -> String {
@@ -92,12 +100,8 @@ fn fsm_guide_cookie_flow() {
 /// Envoy Gateway: four backends, cookie `Session-A`, short absolute timeout.
 #[test]
 fn envoy_gateway_cookie_sticks_then_expires() {
-    let bs: Vec<Backend> = (1..=4).map(|i| Backend::start(&format!("b{i}"))).collect();
-    let refs: Vec<&Backend> = bs.iter().collect();
-    let t = Tether::start(&format!(
-        "  - name: eg\n    listen: {{listen}}\n{}    session_persistence:\n      type: Cookie\n      name: Session-A\n      absolute_timeout: 2s\n      cookie:\n        lifetime_type: Permanent\n",
-        backends_yaml(&refs)
-    ));
+    let (_backends, services) = backends_and_service(4, "eg", "      type: Cookie\n      name: Session-A\n      absolute_timeout: 2s\n      cookie:\n        lifetime_type: Permanent\n");
+    let t = Tether::start(&services);
     let first = get(t.listen, "/", &[]).unwrap();
     let token = set_cookie_value(&first, "Session-A").unwrap();
     let (_, _, attrs) = first_set_cookie(&first).unwrap();
@@ -130,12 +134,12 @@ fn envoy_gateway_cookie_sticks_then_expires() {
 /// Envoy Gateway header mode: header `Session-A`.
 #[test]
 fn envoy_gateway_header_sticks() {
-    let bs: Vec<Backend> = (1..=4).map(|i| Backend::start(&format!("b{i}"))).collect();
-    let refs: Vec<&Backend> = bs.iter().collect();
-    let t = Tether::start(&format!(
-        "  - name: hdr\n    listen: {{listen}}\n{}    session_persistence:\n      type: Header\n      name: Session-A\n      absolute_timeout: 1h\n",
-        backends_yaml(&refs)
-    ));
+    let (_backends, services) = backends_and_service(
+        4,
+        "hdr",
+        "      type: Header\n      name: Session-A\n      absolute_timeout: 1h\n",
+    );
+    let t = Tether::start(&services);
     let first = get(t.listen, "/", &[]).unwrap();
     let token = first
         .header("session-a")
@@ -251,12 +255,12 @@ fn refused_connection_to_session_backend_fails_open_or_closed() {
 /// Idle timeout: a session used every few hundred ms outlives it; left idle, it ends.
 #[test]
 fn idle_timeout_ends_only_unused_sessions() {
-    let bs: Vec<Backend> = (1..=3).map(|i| Backend::start(&format!("b{i}"))).collect();
-    let refs: Vec<&Backend> = bs.iter().collect();
-    let t = Tether::start(&format!(
-        "  - name: idle\n    listen: {{listen}}\n{}    session_persistence:\n      type: Cookie\n      name: sid\n      idle_timeout: 2s\n",
-        backends_yaml(&refs)
-    ));
+    let (_backends, services) = backends_and_service(
+        3,
+        "idle",
+        "      type: Cookie\n      name: sid\n      idle_timeout: 2s\n",
+    );
+    let t = Tether::start(&services);
     let first = get(t.listen, "/", &[]).unwrap();
     let mut token = set_cookie_value(&first, "sid").unwrap();
     let began = Instant::now();
@@ -288,11 +292,10 @@ fn idle_timeout_ends_only_unused_sessions() {
 /// Two processes with the same keys honour each other's tokens; a different key does not.
 #[test]
 fn instances_sharing_keys_honour_each_others_tokens() {
-    let bs: Vec<Backend> = (1..=4).map(|i| Backend::start(&format!("b{i}"))).collect();
-    let refs: Vec<&Backend> = bs.iter().collect();
-    let services = format!(
-        "  - name: web\n    listen: {{listen}}\n{}    session_persistence:\n      type: Cookie\n      name: sid\n      absolute_timeout: 1h\n",
-        backends_yaml(&refs)
+    let (_backends, services) = backends_and_service(
+        4,
+        "web",
+        "      type: Cookie\n      name: sid\n      absolute_timeout: 1h\n",
     );
     let env = [("TEST_SESSION_KEY", KEY)];
     let t1 = Tether::start_full(keys_yaml(), &services, &env);

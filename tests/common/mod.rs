@@ -100,6 +100,11 @@ impl Backend {
         Backend { addr, state }
     }
 
+    /// The name it reports in `x-backend`.
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
     /// Sets the status of ordinary responses.
     pub fn set_status(&self, status: u16) {
         self.state.status.store(status, Ordering::SeqCst);
