@@ -27,6 +27,7 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::RequestHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::config::Limits;
 use crate::metrics::{Metrics, RequestCounters, SessionCounters, NO_BACKEND};
 use crate::session::{unix_now, Presented, Sessions};
 use crate::token::{Reject, Session as Token};
@@ -85,17 +86,19 @@ pub struct Ctx {
 /// The proxy of one service.
 pub struct Proxy {
     upstreams: Arc<Upstreams>,
+    limits: Limits,
     sessions: Option<Sessions>,
     requests: RequestCounters,
     counters: SessionCounters,
 }
 
 impl Proxy {
-    /// A proxy over these upstreams, with their session persistence if any, counting into
-    /// `metrics`.
+    /// A proxy over these upstreams, with their session persistence if any, enforcing
+    /// `limits`, counting into `metrics`.
     pub fn new(
         upstreams: Arc<Upstreams>,
         sessions: Option<Sessions>,
+        limits: Limits,
         metrics: Arc<Metrics>,
     ) -> Self {
         let name = &upstreams.config.name;
@@ -110,6 +113,7 @@ impl Proxy {
             counters: metrics.session_counters(name),
             upstreams,
             sessions,
+            limits,
         }
     }
 
@@ -188,6 +192,26 @@ impl ProxyHttp for Proxy {
             error_status: 0,
             outcome: SessionOutcome::None,
         }
+    }
+
+    /// Refuses a request line plus header section beyond `limits.max_request_header_bytes`
+    /// with 431, before anything else is done with it.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let req = session.req_header();
+        let size = req.method.as_str().len()
+            + req.uri.path_and_query().map_or(0, |p| p.as_str().len())
+            + req.uri.authority().map_or(0, |a| a.as_str().len())
+            + req
+                .headers
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + 4)
+                .sum::<usize>();
+        if size <= self.limits.max_request_header_bytes {
+            return Ok(false);
+        }
+        ctx.error_status = 431;
+        session.respond_error(431).await?;
+        Ok(true)
     }
 
     /// Picks the backend: the session's, when it can be honoured; otherwise weighted round

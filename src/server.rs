@@ -46,6 +46,7 @@ pub fn build(config: Config, mode: StartMode) -> Result<Server, Box<dyn std::err
             Proxy::new(
                 upstreams.clone(),
                 Sessions::new(&ring, svc),
+                config.limits,
                 metrics.clone(),
             ),
             &format!("proxy {}", svc.name),

@@ -101,6 +101,38 @@ fn tokens_of_another_service_do_not_steer() {
 }
 
 #[test]
+fn header_sections_beyond_the_limit_get_431_and_are_not_forwarded() {
+    let a = Backend::start("a");
+    let t = Tether::start_full(
+        "limits:\n  max_request_header_bytes: 4096\n",
+        &format!(
+            "  - name: web\n    listen: {{listen}}\n    backends: [{}]\n",
+            a.addr
+        ),
+        &[],
+    );
+    let fits = format!("X-Fill: {}", "f".repeat(3000));
+    assert_eq!(get(t.listen, "/", &[&fits]).unwrap().status(), 200);
+    let before = a.requests();
+    let too_big = format!("X-Fill: {}", "f".repeat(5000));
+    assert_eq!(get(t.listen, "/", &[&too_big]).unwrap().status(), 431);
+    let many: Vec<String> = (0..100)
+        .map(|i| format!("X-H{i}: {}", "v".repeat(40)))
+        .collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_eq!(get(t.listen, "/", &refs).unwrap().status(), 431);
+    assert_eq!(
+        a.requests(),
+        before,
+        "an oversized request reached the backend"
+    );
+    t.assert_metric(
+        "tether_requests_total{backend=\"none\",code=\"431\",service=\"web\"}",
+        2.0,
+    );
+}
+
+#[test]
 fn an_enormous_header_section_is_refused_not_forwarded() {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
     let t = start(&a, &b);

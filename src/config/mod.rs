@@ -27,7 +27,12 @@ pub use service::{
 pub const MIN_SECRET_LEN: usize = 32;
 
 /// tether's own top-level keys (Pingora's are found in `ServerConf`).
-const TETHER_KEYS: &[&str] = &["admin", "session_keys", "services"];
+const TETHER_KEYS: &[&str] = &["admin", "session_keys", "services", "limits"];
+
+/// Default of `limits.max_request_header_bytes` (Envoy's default is 60 KiB, nginx's 32 KiB).
+pub const DEFAULT_MAX_REQUEST_HEADER_BYTES: usize = 64 * 1024;
+/// Pingora refuses header sections beyond this itself (a constant in pingora-core).
+pub const PINGORA_MAX_HEADER_BYTES: usize = 1_048_575;
 
 /// A config error: where it is and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +95,23 @@ pub struct Config {
     pub session_keys: Vec<SessionKey>,
     /// The proxied services.
     pub services: Vec<ServiceConfig>,
+    /// Limits on what clients may send.
+    pub limits: Limits,
+}
+
+/// `limits:` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request line plus header section accepted; larger gets 431.
+    pub max_request_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_header_bytes: DEFAULT_MAX_REQUEST_HEADER_BYTES,
+        }
+    }
 }
 
 /// `admin:` section.
@@ -156,6 +178,11 @@ impl Config {
 
         let server = server_conf(&top, &pingora_keys)?;
         let admin = top.opt("admin").map(|f| admin(&f)).transpose()?;
+        let limits = top
+            .opt("limits")
+            .map(|f| limits(&f))
+            .transpose()?
+            .unwrap_or_default();
         let session_keys = match top.opt("session_keys") {
             Some(f) => session_keys(&f, base, env)?,
             None => Vec::new(),
@@ -174,8 +201,24 @@ impl Config {
             admin,
             session_keys,
             services,
+            limits,
         })
     }
+}
+
+fn limits(field: &Field<'_>) -> Res<Limits> {
+    let f = field.fields(&["max_request_header_bytes"])?;
+    let mut limits = Limits::default();
+    if let Some(n) = f.opt("max_request_header_bytes") {
+        let bytes = n.uint_min(1024)?;
+        if bytes > PINGORA_MAX_HEADER_BYTES as u64 {
+            return Err(n.err(format!(
+                "must be at most {PINGORA_MAX_HEADER_BYTES} (Pingora's own limit), found {bytes}"
+            )));
+        }
+        limits.max_request_header_bytes = bytes as usize;
+    }
+    Ok(limits)
 }
 
 /// Pingora's top-level keys, read from what `ServerConf` serializes.

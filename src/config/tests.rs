@@ -177,6 +177,28 @@ fn unknown_pingora_key_is_an_error() {
 }
 
 #[test]
+fn limits_have_defaults_and_bounds() {
+    assert_eq!(
+        parse(MINIMAL).unwrap().limits.max_request_header_bytes,
+        65536
+    );
+    let c = parse(&format!(
+        "limits:\n  max_request_header_bytes: 16384\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert_eq!(c.limits.max_request_header_bytes, 16384);
+    let text = format!("limits:\n  max_request_header_bytes: 100\n{MINIMAL}");
+    assert_error(&text, 2, "limits.max_request_header_bytes", "at least 1024");
+    let text = format!("limits:\n  max_request_header_bytes: 2000000\n{MINIMAL}");
+    assert_error(
+        &text,
+        2,
+        "limits.max_request_header_bytes",
+        "Pingora's own limit",
+    );
+}
+
+#[test]
 fn wrong_types_are_reported_at_their_line() {
     assert_error(
         &format!("threads: many\n{MINIMAL}"),
