@@ -17,7 +17,8 @@ use pingora_load_balancing::selection::RoundRobin;
 use pingora_load_balancing::LoadBalancer;
 use pingora_proxy::{ProxyHttp, Session};
 
-struct Lb(Arc<LoadBalancer<RoundRobin>>);
+/// The proxy (also used in-process by `benches/allocs.rs`).
+pub struct Lb(pub Arc<LoadBalancer<RoundRobin>>);
 
 #[async_trait]
 impl ProxyHttp for Lb {
@@ -33,6 +34,7 @@ impl ProxyHttp for Lb {
     }
 }
 
+#[allow(dead_code)] // unused where benches/allocs.rs includes this file
 fn main() {
     env_logger::init();
     let listen = std::env::var("PLAIN_LB_LISTEN").unwrap_or_else(|_| "127.0.0.1:8100".into());

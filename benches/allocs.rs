@@ -1,0 +1,201 @@
+//! Heap allocations per proxied request, counted by a global allocator around mimalloc (the
+//! allocator the tether binary uses). tether runs in this process; the backend and the client
+//! are written to allocate nothing per request, so every counted allocation is the proxy's.
+//! `cargo bench --bench allocs`. Prints allocations per request for a service without sessions,
+//! with a valid session cookie, and with a new session each time.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[path = "../examples/plain_lb.rs"]
+mod plain_lb;
+
+struct Counting;
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+/// A backend that answers every request with `RESPONSE`, reusing one buffer per connection.
+fn backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut buf = [0u8; 16384];
+                let mut filled = 0;
+                loop {
+                    match conn.read(&mut buf[filled..]) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => filled += n,
+                    }
+                    while let Some(end) = find(&buf[..filled], b"\r\n\r\n") {
+                        if conn.write_all(RESPONSE).is_err() {
+                            return;
+                        }
+                        buf.copy_within(end + 4..filled, 0);
+                        filled -= end + 4;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Sends `request` `n` times on one keep-alive connection; returns allocations per request.
+fn measure(addr: SocketAddr, request: &[u8], n: u64) -> f64 {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_nodelay(true).unwrap();
+    let mut buf = [0u8; 8192];
+    let mut once = |conn: &mut TcpStream| {
+        conn.write_all(request).unwrap();
+        let mut filled = 0;
+        loop {
+            filled += conn.read(&mut buf[filled..]).unwrap();
+            if let Some(end) = find(&buf[..filled], b"\r\n\r\n") {
+                if filled >= end + 4 + 2 {
+                    return;
+                }
+            }
+        }
+    };
+    for _ in 0..2000 {
+        once(&mut conn); // warm-up: pools, caches, metric slots
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..n {
+        once(&mut conn);
+    }
+    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / n as f64
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The load benchmark's baseline (examples/plain_lb.rs) on its own Pingora server.
+fn plain_pingora(backend: SocketAddr) -> SocketAddr {
+    use pingora_load_balancing::{selection::RoundRobin, LoadBalancer};
+    let port = free_port();
+    let mut conf = pingora_core::server::configuration::ServerConf::default();
+    conf.threads = 1;
+    conf.pid_file = format!("/tmp/plain-allocs-{}.pid", std::process::id());
+    conf.upgrade_sock = format!("/tmp/plain-allocs-{}.sock", std::process::id());
+    let mut server = pingora_core::server::Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let lb = LoadBalancer::<RoundRobin>::try_from_iter([backend]).unwrap();
+    let background = pingora_core::services::background::background_service("lb", lb);
+    let mut proxy =
+        pingora_proxy::http_proxy_service(&server.configuration, plain_lb::Lb(background.task()));
+    proxy.add_tcp(&format!("127.0.0.1:{port}"));
+    server.add_service(proxy);
+    server.add_service(background);
+    std::thread::spawn(move || server.run_forever());
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "plain proxy did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    addr
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // cargo bench --list
+    }
+    let backend = backend();
+    let (plain, sticky) = (free_port(), free_port());
+    let yaml = format!(
+        "version: 1\nthreads: 1\ngrace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 0
+pid_file: /tmp/tether-allocs-{pid}.pid\nupgrade_sock: /tmp/tether-allocs-{pid}.sock
+session_keys:\n  - id: k1\n    secret_env: ALLOCS_KEY
+services:
+  - name: plain\n    listen: 127.0.0.1:{plain}\n    backends: [{backend}]\n    health_check: {{type: none}}
+  - name: sticky\n    listen: 127.0.0.1:{sticky}\n    backends: [{backend}]\n    health_check: {{type: none}}
+    session_persistence: {{type: Cookie, name: sid, absolute_timeout: 8h, idle_timeout: 30m}}
+",
+        pid = std::process::id()
+    );
+    let env = |name: &str| {
+        (name == "ALLOCS_KEY").then(|| "allocs-bench-key-0123456789abcdef0123".to_string())
+    };
+    let config = tether::config::Config::parse(&yaml, Path::new("."), &env).unwrap();
+    let server = tether::server::build(config, tether::server::StartMode::default()).unwrap();
+    std::thread::spawn(move || server.run_forever());
+    let plain_addr: SocketAddr = format!("127.0.0.1:{plain}").parse().unwrap();
+    let sticky_addr: SocketAddr = format!("127.0.0.1:{sticky}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(sticky_addr).is_err() || TcpStream::connect(plain_addr).is_err() {
+        assert!(Instant::now() < deadline, "tether did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A valid token, from a first response.
+    let mut c = TcpStream::connect(sticky_addr).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    c.read_to_string(&mut response).unwrap();
+    let cookie = response
+        .lines()
+        .find_map(|l| l.strip_prefix("Set-Cookie: "))
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_string();
+
+    let n = 20_000;
+    let get = b"GET / HTTP/1.1\r\nHost: example.com\r\nUser-Agent: allocs\r\nAccept: */*\r\n\r\n";
+    let with_cookie = format!(
+        "GET / HTTP/1.1\r\nHost: example.com\r\nUser-Agent: allocs\r\nAccept: */*\r\nCookie: theme=dark; {cookie}\r\n\r\n"
+    );
+    let baseline = plain_pingora(backend);
+    println!("heap allocations per proxied request ({n} keep-alive requests each):");
+    println!(
+        "  plain Pingora round robin    {:6.1}",
+        measure(baseline, get, n)
+    );
+    println!(
+        "  tether, no sessions          {:6.1}",
+        measure(plain_addr, get, n)
+    );
+    println!(
+        "  sticky, valid cookie         {:6.1}",
+        measure(sticky_addr, with_cookie.as_bytes(), n)
+    );
+    println!(
+        "  sticky, new session each     {:6.1}",
+        measure(sticky_addr, get, n)
+    );
+    std::process::exit(0);
+}
