@@ -108,10 +108,12 @@ fn free_port() -> u16 {
 fn plain_pingora(backend: SocketAddr) -> SocketAddr {
     use pingora_load_balancing::{selection::RoundRobin, LoadBalancer};
     let port = free_port();
-    let mut conf = pingora_core::server::configuration::ServerConf::default();
-    conf.threads = 1;
-    conf.pid_file = format!("/tmp/plain-allocs-{}.pid", std::process::id());
-    conf.upgrade_sock = format!("/tmp/plain-allocs-{}.sock", std::process::id());
+    let conf = pingora_core::server::configuration::ServerConf {
+        threads: 1,
+        pid_file: format!("/tmp/plain-allocs-{}.pid", std::process::id()),
+        upgrade_sock: format!("/tmp/plain-allocs-{}.sock", std::process::id()),
+        ..Default::default()
+    };
     let mut server = pingora_core::server::Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let lb = LoadBalancer::<RoundRobin>::try_from_iter([backend]).unwrap();
