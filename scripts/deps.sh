@@ -4,7 +4,8 @@
 set -euo pipefail
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
-command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+# The package itself, not just `cc`: the Dockerfile's build stage names it (check-dockerfile.py).
+dpkg -s build-essential >/dev/null 2>&1 || missing+=(build-essential)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
