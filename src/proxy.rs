@@ -132,6 +132,29 @@ impl Proxy {
         }
     }
 
+    /// The chosen backend failed before anything reached the client (refused the connection,
+    /// or dropped it): retry on another backend while one is left. A strict session's backend
+    /// failing answers 503 instead, keeping the token.
+    fn backend_failed(&self, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+        if let Some(idx) = ctx.backend {
+            ctx.refused.push(idx);
+        }
+        let strict = self.sessions.as_ref().is_some_and(|s| s.config().strict);
+        if ctx.outcome == SessionOutcome::Routed && strict {
+            ctx.outcome = SessionOutcome::FailedClosed;
+            ctx.issue_start = None;
+            return Error::because(
+                ErrorType::HTTPStatus(503),
+                "session backend unavailable (strict)",
+                e,
+            );
+        }
+        let refused = &ctx.refused;
+        let another = self.upstreams.pick(|i| refused.contains(&i)).is_some();
+        e.set_retry(another);
+        e
+    }
+
     /// The backend of the presented session, if it can be honoured now. Otherwise it notes
     /// the session as failed, and a strict service answers 503.
     fn session_backend(&self, sessions: &Sessions, ctx: &mut Ctx) -> Result<Option<usize>> {
@@ -255,26 +278,42 @@ impl ProxyHttp for Proxy {
         _session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut Ctx,
-        mut e: Box<Error>,
+        e: Box<Error>,
     ) -> Box<Error> {
-        if let Some(idx) = ctx.backend {
-            ctx.refused.push(idx);
+        self.backend_failed(ctx, e)
+    }
+
+    /// A backend that fails after the connection was made (reset, closed mid-request) before
+    /// anything reached the client: an idempotent request whose body can be replayed is retried
+    /// on another backend, like a refused connection (HTTP allows retrying idempotent requests).
+    /// Timeouts are not retried: a hanging backend fails within `timeouts.read`, and the health
+    /// check takes it out. Pingora's default retries only on a reused pooled connection.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        use ErrorType::*;
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && session.response_written().is_none();
+        let connection_failed = matches!(
+            e.etype(),
+            ConnectionClosed | ReadError | WriteError | ConnectError | ConnectRefused
+        );
+        if !replayable {
+            e.set_retry(false);
+            return e;
         }
-        let strict = self.sessions.as_ref().is_some_and(|s| s.config().strict);
-        if ctx.outcome == SessionOutcome::Routed && strict {
-            // The session's backend refused: strict sessions get 503 and keep their token.
-            ctx.outcome = SessionOutcome::FailedClosed;
-            ctx.issue_start = None;
-            return Error::because(
-                ErrorType::HTTPStatus(503),
-                "session backend refused the connection (strict)",
-                e,
-            );
+        if !connection_failed {
+            e.retry.decide_reuse(client_reused);
+            return e;
         }
-        let refused = &ctx.refused;
-        let another = self.upstreams.pick(|i| refused.contains(&i)).is_some();
-        e.set_retry(another);
-        e
+        self.backend_failed(ctx, e)
     }
 
     /// Removes tether's cookie or header, then adds `X-Forwarded-For` (appended), `X-Forwarded-Proto` and `X-Forwarded-Host`; the

@@ -4,11 +4,10 @@
 mod common;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
+use common::load::Load;
 use common::*;
 
 const KEY: &str = "ops-test-session-key-0123456789abcdef";
@@ -34,132 +33,10 @@ fn services(backends: &[(&str, &Backend, &str)]) -> String {
     y
 }
 
-#[derive(Default)]
-struct Stats {
-    ok: AtomicU64,
-    failed: AtomicU64,
-    wrong_backend: AtomicU64,
-    /// Requests resent on a new connection after a keep-alive connection was closed by the
-    /// server between requests (RFC 9112 9.3.1 lets clients retry idempotent requests then).
-    resent: AtomicU64,
-}
-
-/// Client threads, each holding one session, checking every response comes from its backend.
-struct Load {
-    stop: Arc<AtomicBool>,
-    stats: Arc<Stats>,
-    threads: Vec<JoinHandle<()>>,
-    errors: Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Load {
-    fn start(addr: std::net::SocketAddr, keep_alive: usize, fresh: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(Stats::default());
-        let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut threads = Vec::new();
-        for i in 0..keep_alive + fresh {
-            let (stop, stats, errors) = (stop.clone(), stats.clone(), errors.clone());
-            let keep = i < keep_alive;
-            threads.push(thread::spawn(move || {
-                let first = get(addr, "/", &[]).expect("first request");
-                let token = set_cookie_value(&first, "sid").expect("session cookie");
-                let pinned = first.backend();
-                let cookie = format!("Cookie: sid={token}");
-                let mut conn: Option<Conn> = None;
-                while !stop.load(Ordering::Relaxed) {
-                    let result = if keep {
-                        let reused = conn.is_some();
-                        let attempt = match conn.as_mut() {
-                            Some(c) => c.get("/", &[&cookie]),
-                            None => Conn::open(addr).and_then(|mut c| {
-                                let r = c.get("/", &[&cookie]);
-                                conn = Some(c);
-                                r
-                            }),
-                        };
-                        match attempt {
-                            Err(_) if reused => {
-                                stats.resent.fetch_add(1, Ordering::Relaxed);
-                                conn = None;
-                                Conn::open(addr).and_then(|mut c| {
-                                    let r = c.get("/", &[&cookie]);
-                                    conn = Some(c);
-                                    r
-                                })
-                            }
-                            other => other,
-                        }
-                    } else {
-                        get(addr, "/", &[&cookie])
-                    };
-                    match result {
-                        Ok(r) if r.status() == 200 && r.backend() == pinned => {
-                            stats.ok.fetch_add(1, Ordering::Relaxed);
-                            if r.header("connection")
-                                .is_some_and(|c| c.eq_ignore_ascii_case("close"))
-                            {
-                                conn = None;
-                            }
-                        }
-                        Ok(r) => {
-                            stats.wrong_backend.fetch_add(1, Ordering::Relaxed);
-                            errors.lock().unwrap().push(format!(
-                                "{} from {} (pinned {pinned})",
-                                r.status(),
-                                r.backend()
-                            ));
-                            conn = None;
-                        }
-                        Err(e) => {
-                            stats.failed.fetch_add(1, Ordering::Relaxed);
-                            errors.lock().unwrap().push(e.to_string());
-                            conn = None;
-                        }
-                    }
-                    thread::sleep(Duration::from_millis(2));
-                }
-            }));
-        }
-        Load {
-            stop,
-            stats,
-            threads,
-            errors,
-        }
-    }
-
-    fn ok(&self) -> u64 {
-        self.stats.ok.load(Ordering::Relaxed)
-    }
-
-    /// Stops the clients; returns (ok, failed, wrong backend, resent).
-    fn finish(self) -> (u64, u64, u64, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            t.join().unwrap();
-        }
-        let s = &self.stats;
-        let errors = self.errors.lock().unwrap();
-        if !errors.is_empty() {
-            eprintln!(
-                "load errors (first 10): {:?}",
-                &errors[..errors.len().min(10)]
-            );
-        }
-        (
-            s.ok.load(Ordering::Relaxed),
-            s.failed.load(Ordering::Relaxed),
-            s.wrong_backend.load(Ordering::Relaxed),
-            s.resent.load(Ordering::Relaxed),
-        )
-    }
-}
-
 /// Upgrades under load and checks nothing failed, every response came from its session's
 /// backend, the new process serves, and the old one left within its deadline.
 fn upgrade_under_load(t: &mut Tether, new_services: Option<&str>) -> (u64, u64, u64, u64) {
-    let load = Load::start(t.listen, 3, 3);
+    let load = Load::start(t.listen, 3, 3, false);
     eventually(Duration::from_secs(10), "load running", || {
         (load.ok() > 50).then_some(())
     });
@@ -426,7 +303,7 @@ fn systemd_unit_start_and_reload_sequence_works_in_daemon_mode() {
     });
     let first_pid = std::fs::read_to_string(&pid_file).unwrap();
 
-    let load = Load::start(addr, 2, 2);
+    let load = Load::start(addr, 2, 2, false);
     eventually(Duration::from_secs(10), "load running", || {
         (load.ok() > 50).then_some(())
     });

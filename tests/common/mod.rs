@@ -1,6 +1,8 @@
 //! Test harness: real HTTP backends on loopback, the real `tether` binary, a raw HTTP client.
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -51,6 +53,7 @@ struct BackendState {
     stopped: AtomicBool,
     conns: Mutex<Vec<TcpStream>>,
     requests: AtomicU64,
+    close_each: AtomicBool,
 }
 
 /// A small HTTP/1.1 server on `127.0.0.1`. Every response carries `x-backend: <name>`.
@@ -82,6 +85,7 @@ impl Backend {
             stopped: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
             requests: AtomicU64::new(0),
+            close_each: AtomicBool::new(false),
         });
         let st = state.clone();
         thread::spawn(move || {
@@ -113,6 +117,11 @@ impl Backend {
     /// Sets the status of `GET /healthz`.
     pub fn set_health_status(&self, status: u16) {
         self.state.health_status.store(status, Ordering::SeqCst);
+    }
+
+    /// Answers every request with `Connection: close` and closes (no upstream reuse).
+    pub fn set_close_each(&self, close: bool) {
+        self.state.close_each.store(close, Ordering::SeqCst);
     }
 
     /// Requests served so far.
@@ -206,10 +215,12 @@ fn serve(conn: TcpStream, st: Arc<BackendState>) {
                 st.name.clone().into_bytes(),
             )
         };
+        let close = st.close_each.load(Ordering::SeqCst);
         let head = format!(
-            "HTTP/1.1 {status} X\r\nx-backend: {}\r\nContent-Length: {}\r\nSet-Cookie: app=1; Path=/\r\n\r\n",
+            "HTTP/1.1 {status} X\r\nx-backend: {}\r\nContent-Length: {}\r\nSet-Cookie: app=1; Path=/\r\n{}\r\n",
             st.name,
-            resp_body.len()
+            resp_body.len(),
+            if close { "Connection: close\r\n" } else { "" }
         );
         // One write: separate head and body writes meet Nagle and delayed ACKs (40 ms).
         let mut response = head.into_bytes();
@@ -231,6 +242,47 @@ pub fn fnv(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf29ce484222325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
     })
+}
+
+/// A backend that accepts connections and reads requests but never answers.
+pub struct HangingBackend {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl HangingBackend {
+    pub fn start() -> HangingBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let flag = flag.clone();
+                thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    conn.set_read_timeout(Some(Duration::from_millis(100))).ok();
+                    while !flag.load(Ordering::SeqCst) {
+                        if let Ok(0) = conn.read(&mut buf) {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        HangingBackend { addr, stop }
+    }
+}
+
+impl Drop for HangingBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
