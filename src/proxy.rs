@@ -28,6 +28,7 @@ use pingora_http::RequestHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::config::Limits;
+use crate::downstream::GuardedStream;
 use crate::metrics::{Metrics, RequestCounters, SessionCounters, NO_BACKEND};
 use crate::session::{unix_now, Presented, Sessions};
 use crate::token::{Reject, Session as Token};
@@ -220,6 +221,11 @@ impl ProxyHttp for Proxy {
     /// Refuses a request line plus header section beyond `limits.max_request_header_bytes`
     /// with 431, before anything else is done with it.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // Pingora's idle wait for the next request is a fixed 60 s; use ours (not while
+        // shutting down, when Pingora turns keep-alive off).
+        if !session.is_process_shutting_down() {
+            session.set_keepalive(Some(self.limits.keepalive_timeout.as_secs().max(1)));
+        }
         let req = session.req_header();
         let size = req.method.as_str().len()
             + req.uri.path_and_query().map_or(0, |p| p.as_str().len())
@@ -400,8 +406,12 @@ impl ProxyHttp for Proxy {
         matches!(error.etype(), ErrorType::HTTPStatus(_))
     }
 
-    /// Counts the response and writes the access line (no token values, no query strings).
+    /// Counts the response and writes the access line (no token values, no query strings);
+    /// re-arms the connection's header deadline for its next request.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        if let Some(guard) = session.stream().and_then(GuardedStream::of) {
+            guard.request_done();
+        }
         let status = session
             .response_written()
             .map_or(ctx.error_status, |r| r.status.as_u16());

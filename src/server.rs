@@ -6,10 +6,11 @@ use std::sync::Arc;
 use pingora_core::server::configuration::Opt;
 use pingora_core::server::Server;
 use pingora_core::services::listening::Service;
-use pingora_proxy::http_proxy_service_with_name;
+use pingora_proxy::HttpProxy;
 
 use crate::admin::Admin;
 use crate::config::Config;
+use crate::downstream::Guarded;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::session::Sessions;
@@ -41,15 +42,19 @@ pub fn build(config: Config, mode: StartMode) -> Result<Server, Box<dyn std::err
     for svc in &config.services {
         let (upstreams, health) = Upstreams::build(svc)?;
         let health = server.add_service(health);
-        let mut proxy = http_proxy_service_with_name(
-            &server.configuration,
+        let mut app = HttpProxy::new(
             Proxy::new(
                 upstreams.clone(),
                 Sessions::new(&ring, svc),
                 config.limits,
                 metrics.clone(),
             ),
-            &format!("proxy {}", svc.name),
+            server.configuration.clone(),
+        );
+        app.handle_init_modules();
+        let mut proxy = Service::new(
+            format!("proxy {}", svc.name),
+            Guarded::new(app, config.limits),
         );
         for addr in &svc.listen {
             proxy.add_tcp(&addr.to_string());

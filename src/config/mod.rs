@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use pingora_core::server::configuration::ServerConf;
 
@@ -99,17 +100,27 @@ pub struct Config {
     pub limits: Limits,
 }
 
-/// `limits:` section.
+/// `limits:` section: what clients may send, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest request line plus header section accepted; larger gets 431.
     pub max_request_header_bytes: usize,
+    /// Time for a request's header section to arrive: from the connection for the first
+    /// request, from its first byte for the next ones (cuts off slowloris clients).
+    pub request_header_timeout: Duration,
+    /// Time a kept-alive connection may wait for its next request.
+    pub keepalive_timeout: Duration,
+    /// Concurrent client connections per service; beyond, 503 and close.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_request_header_bytes: DEFAULT_MAX_REQUEST_HEADER_BYTES,
+            request_header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
         }
     }
 }
@@ -207,7 +218,12 @@ impl Config {
 }
 
 fn limits(field: &Field<'_>) -> Res<Limits> {
-    let f = field.fields(&["max_request_header_bytes"])?;
+    let f = field.fields(&[
+        "max_request_header_bytes",
+        "request_header_timeout",
+        "keepalive_timeout",
+        "max_connections",
+    ])?;
     let mut limits = Limits::default();
     if let Some(n) = f.opt("max_request_header_bytes") {
         let bytes = n.uint_min(1024)?;
@@ -217,6 +233,15 @@ fn limits(field: &Field<'_>) -> Res<Limits> {
             )));
         }
         limits.max_request_header_bytes = bytes as usize;
+    }
+    if let Some(d) = f.opt("request_header_timeout") {
+        limits.request_header_timeout = d.duration()?;
+    }
+    if let Some(d) = f.opt("keepalive_timeout") {
+        limits.keepalive_timeout = d.duration()?;
+    }
+    if let Some(n) = f.opt("max_connections") {
+        limits.max_connections = n.uint_min(1)? as usize;
     }
     Ok(limits)
 }

@@ -1,0 +1,325 @@
+//! Limits on client connections, which Pingora does not offer: a deadline for each request's
+//! header section (slowloris), an idle timeout between keep-alive requests, and a cap on
+//! concurrent connections per service.
+//!
+//! Pingora's own downstream `read_timeout` applies to each read, so a client sending one byte
+//! every few seconds is never cut off. [`Guarded`] wraps a service's app and every connection's
+//! stream in a [`GuardedStream`] whose reads fail once the current deadline passes:
+//!
+//! ```text
+//! new connection ──request_header_timeout──> end of header section (CRLF CRLF) ──> no deadline
+//! next request (keep-alive): ──keepalive_timeout──> first byte ──request_header_timeout──> end
+//! ```
+//!
+//! Pingora serves a kept-alive connection's requests in its own loop; the proxy's logging
+//! phase marks each request done ([`GuardedStream::request_done`]), which re-arms the deadline
+//! for the next one. Over `max_connections`, a new connection gets a 503 and is closed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::raw_connect::ProxyDigest;
+use pingora_core::protocols::tls::{SslDigest, TlsRef};
+use pingora_core::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
+use pingora_core::server::ShutdownWatch;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use crate::config::Limits;
+
+/// A service's app with the connection limits applied.
+pub struct Guarded<A> {
+    inner: Arc<A>,
+    limits: Limits,
+    open: Arc<AtomicUsize>,
+}
+
+impl<A> Guarded<A> {
+    /// Wraps `inner` with `limits`.
+    pub fn new(inner: A, limits: Limits) -> Self {
+        Guarded {
+            inner: Arc::new(inner),
+            limits,
+            open: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+const OVERLOADED: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let stream: Stream = if stream.as_any().is::<GuardedStream>() {
+            // A kept-alive connection back for its next request.
+            let mut guarded = stream
+                .into_any()
+                .downcast::<GuardedStream>()
+                .expect("checked above");
+            guarded.await_next_request();
+            guarded
+        } else {
+            let mut raw = stream;
+            let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+            let slot = ConnectionSlot(self.open.clone());
+            if open > self.limits.max_connections {
+                let _ = raw.write_all(OVERLOADED).await;
+                let _ = raw.flush().await;
+                return None;
+            }
+            Box::new(GuardedStream::new(raw, &self.limits, slot))
+        };
+        self.inner.process_new(stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await
+    }
+}
+
+/// One open connection, counted while it lives.
+#[derive(Debug)]
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the first byte of a request (after the first one).
+    Idle,
+    /// Reading a request's header section.
+    Head,
+    /// Header section complete: no deadline (bodies and upgrades run on upstream timeouts).
+    Open,
+}
+
+/// A client connection whose reads fail past the current deadline.
+pub struct GuardedStream {
+    inner: Stream,
+    phase: Phase,
+    deadline: Pin<Box<Sleep>>,
+    header_timeout: Duration,
+    keepalive_timeout: Duration,
+    /// The last bytes of the header section seen so far, to find CRLF CRLF across reads.
+    tail: [u8; 3],
+    /// Set when a request on this connection has finished (see [`GuardedStream::request_done`]).
+    next_request: AtomicBool,
+    _slot: ConnectionSlot,
+}
+
+impl std::fmt::Debug for GuardedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedStream")
+            .field("inner", &self.inner)
+            .field("phase", &self.phase)
+            .finish()
+    }
+}
+
+impl GuardedStream {
+    fn new(inner: Stream, limits: &Limits, slot: ConnectionSlot) -> Self {
+        GuardedStream {
+            inner,
+            // The first request's whole wait counts against the header deadline.
+            phase: Phase::Head,
+            deadline: Box::pin(tokio::time::sleep(limits.request_header_timeout)),
+            header_timeout: limits.request_header_timeout,
+            keepalive_timeout: limits.keepalive_timeout,
+            tail: [0; 3],
+            next_request: AtomicBool::new(false),
+            _slot: slot,
+        }
+    }
+
+    /// Marks the current request finished: the next bytes read start a new request, so the
+    /// idle and header deadlines apply again. Pingora serves the requests of a kept-alive
+    /// connection in its own loop, so the proxy calls this from its logging phase.
+    pub fn request_done(&self) {
+        self.next_request.store(true, Ordering::Release);
+    }
+
+    /// The guard of a downstream stream, if it has one.
+    pub fn of(stream: &Stream) -> Option<&GuardedStream> {
+        stream.as_any().downcast_ref::<GuardedStream>()
+    }
+
+    /// Arms the idle deadline for the next request on a kept-alive connection.
+    fn await_next_request(&mut self) {
+        self.phase = Phase::Idle;
+        self.tail = [0; 3];
+        self.deadline
+            .as_mut()
+            .reset(Instant::now() + self.keepalive_timeout);
+    }
+
+    /// Follows the bytes of the header section: the first byte starts the header deadline,
+    /// CRLF CRLF ends it.
+    fn saw(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() || self.phase == Phase::Open {
+            return;
+        }
+        if self.phase == Phase::Idle {
+            self.phase = Phase::Head;
+            self.deadline
+                .as_mut()
+                .reset(Instant::now() + self.header_timeout);
+        }
+        let mut window = self.tail;
+        for &b in bytes {
+            if window == *b"\r\n\r" && b == b'\n' {
+                self.phase = Phase::Open;
+                return;
+            }
+            window = [window[1], window[2], b];
+        }
+        self.tail = window;
+    }
+}
+
+impl AsyncRead for GuardedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.next_request.swap(false, Ordering::AcqRel) {
+            this.await_next_request();
+        }
+        if this.phase != Phase::Open && this.deadline.as_mut().poll(cx).is_ready() {
+            let what = if this.phase == Phase::Idle {
+                "keep-alive idle timeout"
+            } else {
+                "request header timeout"
+            };
+            return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, what)));
+        }
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            this.saw(&buf.filled()[before..]);
+        }
+        result
+    }
+}
+
+impl AsyncWrite for GuardedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for GuardedStream {
+    async fn shutdown(&mut self) {
+        Shutdown::shutdown(self.inner.as_mut()).await
+    }
+}
+
+impl UniqueID for GuardedStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for GuardedStream {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for GuardedStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for GuardedStream {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for GuardedStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for GuardedStream {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
