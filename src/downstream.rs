@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! new connection ──request_header_timeout──> end of header section (CRLF CRLF) ──> no deadline
-//! next request (keep-alive): ──keepalive_timeout──> first byte ──request_header_timeout──> end
+//! next request (keep-alive): idle up to keepalive_timeout (Pingora's keep-alive timeout, set
+//! per request by the proxy) ──> first byte ──request_header_timeout──> end of header section
 //! ```
 //!
 //! Pingora serves a kept-alive connection's requests in its own loop; the proxy's logging
@@ -71,11 +72,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     ) -> Option<Stream> {
         let stream: Stream = if stream.as_any().is::<GuardedStream>() {
             // A kept-alive connection back for its next request.
-            let mut guarded = stream
+            let guarded = stream
                 .into_any()
                 .downcast::<GuardedStream>()
                 .expect("checked above");
-            guarded.await_next_request();
+            guarded.request_done();
             guarded
         } else {
             let mut raw = stream;
@@ -108,21 +109,27 @@ impl Drop for ConnectionSlot {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// Waiting for the first byte of a request (after the first one).
+    /// Between requests: Pingora's keep-alive timeout (set from `keepalive_timeout`) applies.
     Idle,
-    /// Reading a request's header section.
+    /// Reading a request's header section, which must end by `deadline`.
     Head,
     /// Header section complete: no deadline (bodies and upgrades run on upstream timeouts).
     Open,
 }
 
-/// A client connection whose reads fail past the current deadline.
+/// A client connection whose header sections must arrive in time.
+///
+/// The deadline is checked against the clock whenever bytes arrive, so a client trickling
+/// bytes is cut off at its next byte past the deadline. A timer is armed only when a read has
+/// to wait in the middle of a header section (a legitimate client sends its head at once), so
+/// the common path takes no timer lock.
 pub struct GuardedStream {
     inner: Stream,
     phase: Phase,
-    deadline: Pin<Box<Sleep>>,
+    deadline: Instant,
+    /// Armed only while waiting mid-header; reset only when the deadline moved.
+    timer: Option<(Instant, Pin<Box<Sleep>>)>,
     header_timeout: Duration,
-    keepalive_timeout: Duration,
     /// The last bytes of the header section seen so far, to find CRLF CRLF across reads.
     tail: [u8; 3],
     /// Set when a request on this connection has finished (see [`GuardedStream::request_done`]).
@@ -145,17 +152,17 @@ impl GuardedStream {
             inner,
             // The first request's whole wait counts against the header deadline.
             phase: Phase::Head,
-            deadline: Box::pin(tokio::time::sleep(limits.request_header_timeout)),
+            deadline: Instant::now() + limits.request_header_timeout,
+            timer: None,
             header_timeout: limits.request_header_timeout,
-            keepalive_timeout: limits.keepalive_timeout,
             tail: [0; 3],
             next_request: AtomicBool::new(false),
             _slot: slot,
         }
     }
 
-    /// Marks the current request finished: the next bytes read start a new request, so the
-    /// idle and header deadlines apply again. Pingora serves the requests of a kept-alive
+    /// Marks the current request finished: the next bytes read start a new request, whose
+    /// header deadline runs from its first byte. Pingora serves the requests of a kept-alive
     /// connection in its own loop, so the proxy calls this from its logging phase.
     pub fn request_done(&self) {
         self.next_request.store(true, Ordering::Release);
@@ -166,26 +173,15 @@ impl GuardedStream {
         stream.as_any().downcast_ref::<GuardedStream>()
     }
 
-    /// Arms the idle deadline for the next request on a kept-alive connection.
-    fn await_next_request(&mut self) {
-        self.phase = Phase::Idle;
-        self.tail = [0; 3];
-        self.deadline
-            .as_mut()
-            .reset(Instant::now() + self.keepalive_timeout);
-    }
-
-    /// Follows the bytes of the header section: the first byte starts the header deadline,
-    /// CRLF CRLF ends it.
+    /// Follows the bytes of the header section: the first byte of a request starts its
+    /// deadline, CRLF CRLF ends it.
     fn saw(&mut self, bytes: &[u8]) {
         if bytes.is_empty() || self.phase == Phase::Open {
             return;
         }
         if self.phase == Phase::Idle {
             self.phase = Phase::Head;
-            self.deadline
-                .as_mut()
-                .reset(Instant::now() + self.header_timeout);
+            self.deadline = Instant::now() + self.header_timeout;
         }
         let mut window = self.tail;
         for &b in bytes {
@@ -197,6 +193,10 @@ impl GuardedStream {
         }
         self.tail = window;
     }
+
+    fn timed_out() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, "request header timeout")
+    }
 }
 
 impl AsyncRead for GuardedStream {
@@ -207,22 +207,42 @@ impl AsyncRead for GuardedStream {
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         if this.next_request.swap(false, Ordering::AcqRel) {
-            this.await_next_request();
-        }
-        if this.phase != Phase::Open && this.deadline.as_mut().poll(cx).is_ready() {
-            let what = if this.phase == Phase::Idle {
-                "keep-alive idle timeout"
-            } else {
-                "request header timeout"
-            };
-            return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, what)));
+            this.phase = Phase::Idle;
+            this.tail = [0; 3];
         }
         let before = buf.filled().len();
-        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = result {
-            this.saw(&buf.filled()[before..]);
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                this.saw(&buf.filled()[before..]);
+                if this.phase == Phase::Head && Instant::now() >= this.deadline {
+                    return Poll::Ready(Err(Self::timed_out()));
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if this.phase == Phase::Head => {
+                let deadline = this.deadline;
+                let timer = match &mut this.timer {
+                    Some((at, sleep)) => {
+                        if *at != deadline {
+                            sleep.as_mut().reset(deadline);
+                            *at = deadline;
+                        }
+                        sleep
+                    }
+                    None => {
+                        &mut this
+                            .timer
+                            .insert((deadline, Box::pin(tokio::time::sleep_until(deadline))))
+                            .1
+                    }
+                };
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(Self::timed_out()));
+                }
+                Poll::Pending
+            }
+            other => other,
         }
-        result
     }
 }
 
