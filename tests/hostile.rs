@@ -150,3 +150,97 @@ fn an_enormous_header_section_is_refused_not_forwarded() {
     );
     assert_eq!(get(t.listen, "/", &[]).unwrap().status(), 200);
 }
+
+/// Tokens minted with the right key but impossible or stale times (from the future, expired,
+/// idle), and with another key: each is a new session, counted by reason, never an error.
+#[test]
+fn tokens_from_the_future_the_past_and_another_key_are_new_sessions() {
+    use std::sync::Arc;
+    use tether::config::SessionKey;
+    use tether::token::{KeyRing, Lifetimes, ServiceCodec};
+
+    const SECRET: &str = "hostile-test-key-0123456789abcdef0123";
+    let a = Backend::start("a");
+    let t = Tether::start_full(
+        "session_keys:\n  - id: k1\n    secret_env: HOSTILE_KEY\n",
+        &format!(
+            "  - name: web\n    listen: {{listen}}\n    backends:\n      - {{address: {}, id: a}}\n    session_persistence: {{type: Cookie, name: sid, absolute_timeout: 1h, idle_timeout: 10m}}\n",
+            a.addr
+        ),
+        &[("HOSTILE_KEY", SECRET)],
+    );
+    let mint = |secret: &str| {
+        let ring = KeyRing::new(&[SessionKey {
+            id: "k1".into(),
+            secret: secret.as_bytes().to_vec(),
+        }])
+        .unwrap();
+        ServiceCodec::new(Arc::new(ring), "web", &["a"], Lifetimes::default())
+    };
+    let ours = mint(SECRET);
+    let now = tether::session::unix_now();
+    // The minted valid token is honoured: the binary and the library agree.
+    let valid = ours.encode(0, now - 5, now - 5);
+    let r = get(t.listen, "/", &[&format!("Cookie: sid={valid}")]).unwrap();
+    assert_eq!((r.status(), set_cookie_value(&r, "sid")), (200, None));
+
+    let cases = [
+        (ours.encode(0, now + 3600, now + 3600), "malformed"),
+        (ours.encode(0, now - 7200, now - 60), "expired"),
+        (ours.encode(0, now - 1800, now - 1200), "idle"),
+        (
+            mint("another-key-entirely-0123456789abcdef").encode(0, now, now),
+            "bad_mac",
+        ),
+    ];
+    for (token, reason) in &cases {
+        let r = get(t.listen, "/", &[&format!("Cookie: sid={token}")]).unwrap();
+        assert_eq!(r.status(), 200, "{reason}");
+        assert!(
+            set_cookie_value(&r, "sid").is_some(),
+            "{reason}: not a new session"
+        );
+        t.assert_metric(
+            &format!("tether_session_rejected_total{{reason=\"{reason}\",service=\"web\"}}"),
+            1.0,
+        );
+    }
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A barrage of hostile requests leaves tether's memory where it was.
+#[test]
+fn memory_stays_bounded_under_hostile_requests() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let t = start(&a, &b);
+    let many: String = (0..2000).map(|i| format!("c{i}=v{i}; ")).collect();
+    let big = format!("X-Big: {}", "x".repeat(60_000));
+    let lines: Vec<String> = (0..100).map(|i| format!("Cookie: sid=bad{i}")).collect();
+    let barrage = |rounds: usize| {
+        for _ in 0..rounds {
+            let mut h: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let cookies = format!("Cookie: {many}sid=nope");
+            h.push(&cookies);
+            assert!(get(t.listen, "/", &h).unwrap().status() < 500);
+            assert!(get(t.listen, "/", &[&big]).unwrap().status() < 500);
+        }
+    };
+    barrage(100); // warm-up: pools and allocator caches settle
+    let before = rss_kib(t.child.id());
+    barrage(400);
+    let after = rss_kib(t.child.id());
+    eprintln!("RSS before {before} KiB, after 800 more hostile requests {after} KiB");
+    assert!(
+        after < before + 32 * 1024,
+        "RSS grew from {before} to {after} KiB"
+    );
+}
