@@ -1,6 +1,6 @@
 //! Limits on client connections, which Pingora does not offer: a deadline for each request's
 //! header section (slowloris), an idle timeout between keep-alive requests, and a cap on
-//! concurrent connections per service.
+//! concurrent connections per listener.
 //!
 //! Pingora's own downstream `read_timeout` applies to each read, so a client sending one byte
 //! every few seconds is never cut off. [`Guarded`] wraps a service's app and every connection's
@@ -41,22 +41,36 @@ use crate::config::Limits;
 pub struct Guarded<A> {
     inner: Arc<A>,
     limits: Limits,
-    open: Arc<AtomicUsize>,
+    /// Open connections per listen address of the service.
+    listeners: Vec<(std::net::SocketAddr, Arc<AtomicUsize>)>,
 }
 
 impl<A> Guarded<A> {
-    /// Wraps `inner` with `limits`.
-    pub fn new(inner: A, limits: Limits) -> Self {
+    /// Wraps `inner`, listening on `listen`, with `limits`.
+    pub fn new(inner: A, listen: &[std::net::SocketAddr], limits: Limits) -> Self {
         Guarded {
             inner: Arc::new(inner),
             limits,
-            open: Arc::new(AtomicUsize::new(0)),
+            listeners: listen
+                .iter()
+                .map(|a| (*a, Arc::new(AtomicUsize::new(0))))
+                .collect(),
         }
     }
 
-    /// Connections open now.
-    pub fn open_connections(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
+    /// The counter of the listener a connection arrived on: its local address, or its port
+    /// for a wildcard listener (which sees the concrete address).
+    fn counter(&self, local: Option<std::net::SocketAddr>) -> &Arc<AtomicUsize> {
+        let found = local.and_then(|local| {
+            self.listeners.iter().find(|(l, _)| {
+                *l == local
+                    || (l.ip().is_unspecified()
+                        && l.port() == local.port()
+                        && l.is_ipv4() == local.is_ipv4())
+            })
+        });
+        // A service has at least one listener (config validation).
+        &found.unwrap_or(&self.listeners[0]).1
     }
 }
 
@@ -80,8 +94,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             guarded
         } else {
             let mut raw = stream;
-            let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
-            let slot = ConnectionSlot(self.open.clone());
+            let local = raw
+                .get_socket_digest()
+                .and_then(|d| d.local_addr().and_then(|a| a.as_inet().copied()));
+            let counter = self.counter(local);
+            let open = counter.fetch_add(1, Ordering::AcqRel) + 1;
+            let slot = ConnectionSlot(counter.clone());
             if open > self.limits.max_connections {
                 let _ = raw.write_all(OVERLOADED).await;
                 let _ = raw.flush().await;

@@ -54,7 +54,7 @@ pub fn build(config: Config, mode: StartMode) -> Result<Server, Box<dyn std::err
         app.handle_init_modules();
         let mut proxy = Service::new(
             format!("proxy {}", svc.name),
-            Guarded::new(app, config.limits),
+            Guarded::new(app, &svc.listen, config.limits),
         );
         for addr in &svc.listen {
             proxy.add_tcp(&addr.to_string());

@@ -132,9 +132,19 @@ fn an_idle_keep_alive_connection_is_closed_after_keepalive_timeout() {
     );
 }
 
+/// The cap is per listener: another listener of the same service still takes connections.
 #[test]
 fn connections_beyond_max_connections_get_503() {
-    let (_a, t) = start("  max_connections: 3\n");
+    let a = Backend::start("a");
+    let second: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let t = Tether::start_full(
+        "limits:\n  max_connections: 3\n",
+        &format!(
+            "  - name: web\n    listen: [\"{{listen}}\", \"{second}\"]\n    backends: [{}]\n",
+            a.addr
+        ),
+        &[],
+    );
     // Three idle connections hold the service's slots.
     let held: Vec<TcpStream> = (0..3)
         .map(|_| TcpStream::connect(t.listen).unwrap())
@@ -142,6 +152,11 @@ fn connections_beyond_max_connections_get_503() {
     thread::sleep(Duration::from_millis(200));
     let r = get(t.listen, "/", &[]).unwrap();
     assert_eq!(r.status(), 503);
+    assert_eq!(
+        get(second, "/", &[]).unwrap().status(),
+        200,
+        "the other listener is not full"
+    );
     drop(held);
     eventually(Duration::from_secs(5), "a slot free again", || {
         let r = get(t.listen, "/", &[]).ok()?;

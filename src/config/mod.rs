@@ -110,7 +110,7 @@ pub struct Limits {
     pub request_header_timeout: Duration,
     /// Time a kept-alive connection may wait for its next request.
     pub keepalive_timeout: Duration,
-    /// Concurrent client connections per service; beyond, 503 and close.
+    /// Concurrent client connections per listener; beyond, 503 and close.
     pub max_connections: usize,
 }
 
