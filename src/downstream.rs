@@ -125,6 +125,39 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// Finds the end of a header section (CRLF CRLF) in bytes that arrive in pieces.
+#[derive(Debug, Default, Clone, Copy)]
+struct HeadEnd {
+    /// The last (up to three) bytes of the previous pieces.
+    tail: [u8; 3],
+    tail_len: usize,
+}
+
+impl HeadEnd {
+    /// Whether CRLF CRLF ends within `bytes` (or straddles the previous pieces and these).
+    fn found_in(&mut self, bytes: &[u8]) -> bool {
+        let head = bytes.len().min(3);
+        let mut joint = [0u8; 6];
+        joint[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
+        joint[self.tail_len..self.tail_len + head].copy_from_slice(&bytes[..head]);
+        if memchr::memmem::find(&joint[..self.tail_len + head], b"\r\n\r\n").is_some()
+            || memchr::memmem::find(bytes, b"\r\n\r\n").is_some()
+        {
+            return true;
+        }
+        // Keep the last three bytes of everything seen.
+        let mut all = [0u8; 6];
+        all[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
+        let take = bytes.len().min(3);
+        all[self.tail_len..self.tail_len + take].copy_from_slice(&bytes[bytes.len() - take..]);
+        let total = self.tail_len + take;
+        let keep = total.min(3);
+        self.tail[..keep].copy_from_slice(&all[total - keep..total]);
+        self.tail_len = keep;
+        false
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Between requests: Pingora's keep-alive timeout (set from `keepalive_timeout`) applies.
@@ -148,8 +181,7 @@ pub struct GuardedStream {
     /// Armed only while waiting mid-header; reset only when the deadline moved.
     timer: Option<(Instant, Pin<Box<Sleep>>)>,
     header_timeout: Duration,
-    /// The last bytes of the header section seen so far, to find CRLF CRLF across reads.
-    tail: [u8; 3],
+    head_end: HeadEnd,
     /// Set when a request on this connection has finished (see [`GuardedStream::request_done`]).
     next_request: AtomicBool,
     _slot: ConnectionSlot,
@@ -173,7 +205,7 @@ impl GuardedStream {
             deadline: Instant::now() + limits.request_header_timeout,
             timer: None,
             header_timeout: limits.request_header_timeout,
-            tail: [0; 3],
+            head_end: HeadEnd::default(),
             next_request: AtomicBool::new(false),
             _slot: slot,
         }
@@ -201,15 +233,9 @@ impl GuardedStream {
             self.phase = Phase::Head;
             self.deadline = Instant::now() + self.header_timeout;
         }
-        let mut window = self.tail;
-        for &b in bytes {
-            if window == *b"\r\n\r" && b == b'\n' {
-                self.phase = Phase::Open;
-                return;
-            }
-            window = [window[1], window[2], b];
+        if self.head_end.found_in(bytes) {
+            self.phase = Phase::Open;
         }
-        self.tail = window;
     }
 
     fn timed_out() -> std::io::Error {
@@ -224,9 +250,12 @@ impl AsyncRead for GuardedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        if this.next_request.swap(false, Ordering::AcqRel) {
+        // A plain load first: the flag is set once per request, read on every read.
+        if this.next_request.load(Ordering::Relaxed)
+            && this.next_request.swap(false, Ordering::AcqRel)
+        {
             this.phase = Phase::Idle;
-            this.tail = [0; 3];
+            this.head_end = HeadEnd::default();
         }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
@@ -359,5 +388,35 @@ impl GetSocketDigest for GuardedStream {
 impl Peek for GuardedStream {
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
         self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ends(chunks: &[&[u8]]) -> bool {
+        let mut h = HeadEnd::default();
+        chunks.iter().any(|c| h.found_in(c))
+    }
+
+    #[test]
+    fn end_of_head_is_found_across_any_split() {
+        let head: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        for cut in 0..=head.len() {
+            assert!(ends(&[&head[..cut], &head[cut..]]), "split at {cut}");
+        }
+        let bytes: Vec<&[u8]> = head.chunks(1).collect();
+        assert!(ends(&bytes), "byte by byte");
+        let pairs: Vec<&[u8]> = head.chunks(2).collect();
+        assert!(ends(&pairs), "two by two");
+    }
+
+    #[test]
+    fn no_end_is_no_end() {
+        assert!(!ends(&[b"GET / HTTP/1.1\r\nHost: x\r\n"]));
+        assert!(!ends(&[b"\r\n\r", b"x\n"]));
+        assert!(!ends(&[b"\r", b"\n", b"x", b"\r", b"\n"]));
+        assert!(!ends(&[b"", b"\r\n", b""]));
     }
 }
