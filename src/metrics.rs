@@ -1,20 +1,10 @@
 //! Prometheus metrics of SPEC section 4, in a registry of our own served by the admin listener.
 
+use crate::token::Reject;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-
-/// Why a presented session token was ignored (the `reason` label).
-pub const REJECT_REASONS: &[&str] = &[
-    "malformed",
-    "bad_mac",
-    "unknown_key",
-    "expired",
-    "idle",
-    "other_service",
-    "unknown_backend",
-];
 
 /// Label used for responses that no backend produced (503 with nothing healthy).
 pub const NO_BACKEND: &str = "none";
@@ -88,7 +78,7 @@ pub struct SessionCounters {
     pub failed_open: IntCounter,
     /// Token's backend unavailable, strict 503.
     pub failed_closed: IntCounter,
-    /// Rejections, in the order of [`REJECT_REASONS`].
+    /// Rejections, in the order of [`Reject::ALL`].
     pub rejected: Vec<IntCounter>,
 }
 
@@ -167,9 +157,12 @@ impl Metrics {
             routed: self.session_routed.with_label_values(&[service]),
             failed_open: self.session_failed_open.with_label_values(&[service]),
             failed_closed: self.session_failed_closed.with_label_values(&[service]),
-            rejected: REJECT_REASONS
+            rejected: Reject::ALL
                 .iter()
-                .map(|r| self.session_rejected.with_label_values(&[service, r]))
+                .map(|r| {
+                    self.session_rejected
+                        .with_label_values(&[service, r.as_str()])
+                })
                 .collect(),
         }
     }

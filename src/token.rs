@@ -61,7 +61,18 @@ pub enum Reject {
 }
 
 impl Reject {
-    /// The metric label, as in [`crate::metrics::REJECT_REASONS`].
+    /// Every reason, in the order of [`Reject::index`].
+    pub const ALL: [Reject; 7] = [
+        Reject::Malformed,
+        Reject::BadMac,
+        Reject::UnknownKey,
+        Reject::Expired,
+        Reject::Idle,
+        Reject::OtherService,
+        Reject::UnknownBackend,
+    ];
+
+    /// The `reason` label of `tether_session_rejected_total`.
     pub fn as_str(self) -> &'static str {
         match self {
             Reject::Malformed => "malformed",
@@ -74,7 +85,7 @@ impl Reject {
         }
     }
 
-    /// Index into [`crate::metrics::REJECT_REASONS`].
+    /// Position in [`Reject::ALL`].
     pub fn index(self) -> usize {
         self as usize
     }
@@ -140,11 +151,6 @@ impl KeyRing {
             id: "random".to_string(),
             secret,
         }])
-    }
-
-    /// The key ids, signing key first.
-    pub fn ids(&self) -> Vec<&str> {
-        self.keys.iter().map(|k| k.id.as_str()).collect()
     }
 
     /// A random nonce from the thread's CSPRNG: unlinkable tokens (a counter would show which

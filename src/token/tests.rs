@@ -297,3 +297,10 @@ fn no_backend_address_port_or_id_in_any_encoding() {
         }
     }
 }
+
+#[test]
+fn reasons_are_listed_in_index_order() {
+    for (i, r) in Reject::ALL.iter().enumerate() {
+        assert_eq!(r.index(), i, "{r:?}");
+    }
+}
