@@ -151,8 +151,7 @@ impl Proxy {
             );
         }
         let refused = &ctx.refused;
-        let another = self.upstreams.pick(|i| refused.contains(&i)).is_some();
-        e.set_retry(another);
+        e.set_retry(self.upstreams.any_available(|i| refused.contains(&i)));
         e
     }
 

@@ -111,6 +111,13 @@ impl Upstreams {
             .find(|&idx| !skip(idx) && self.is_healthy(idx))
     }
 
+    /// Whether [`Upstreams::pick`] would find a backend, without moving the rotation.
+    pub fn any_available(&self, skip: impl Fn(usize) -> bool) -> bool {
+        self.schedule
+            .iter()
+            .any(|&idx| !skip(idx) && self.is_healthy(idx))
+    }
+
     /// A peer for backend `idx`, with the service's timeouts.
     pub fn peer(&self, idx: usize) -> HttpPeer {
         self.peers[idx].clone()
