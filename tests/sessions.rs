@@ -403,3 +403,37 @@ fn cookie_hygiene_and_bad_tokens() {
         assert!(set_cookie_value(&r, "sid").is_some(), "{h:.80}");
     }
 }
+
+/// WebSocket upgrades are sticky like any request: a session's upgrade goes to its backend,
+/// and an upgrade that starts a session gets its cookie on the 101 (Traefik's bug #3343).
+#[test]
+fn websocket_upgrades_are_sticky() {
+    let (_backends, services) =
+        backends_and_service(3, "ws", "      type: Cookie\n      name: sid\n");
+    let t = Tether::start(&services);
+    let upgrade = |cookie: Option<&str>| {
+        let mut req = String::from(
+            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+        );
+        if let Some(c) = cookie {
+            req.push_str(&format!("Cookie: sid={c}\r\n"));
+        }
+        req.push_str("\r\n");
+        Conn::open(t.listen)
+            .unwrap()
+            .send_raw(req.as_bytes())
+            .unwrap()
+    };
+    // An upgrade without a session starts one: the cookie comes on the 101.
+    let first = upgrade(None);
+    assert_eq!(first.status(), 101);
+    let token = set_cookie_value(&first, "sid").expect("session cookie on the 101");
+    // Upgrades and plain requests with it stay on that backend.
+    for _ in 0..4 {
+        let r = upgrade(Some(&token));
+        assert_eq!((r.status(), r.backend()), (101, first.backend()));
+        assert_eq!(set_cookie_value(&r, "sid"), None);
+        let r = get(t.listen, "/", &[&cookie_header("sid", &token)]).unwrap();
+        assert_eq!(r.backend(), first.backend());
+    }
+}
