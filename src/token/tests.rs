@@ -83,12 +83,15 @@ fn each_rejection_reason() {
     assert_eq!(c.decode(&[b'!'; TOKEN_LEN], NOW), Err(Reject::Malformed));
     assert_eq!(c.decode(&[0xff; TOKEN_LEN], NOW), Err(Reject::Malformed));
 
-    let mut raw = URL_SAFE_NO_PAD.decode(&good).unwrap();
-    raw[0] = 2;
-    assert_eq!(
-        c.decode(URL_SAFE_NO_PAD.encode(&raw).as_bytes(), NOW),
-        Err(Reject::Malformed)
-    );
+    // Another version, before or after ours (version 1 was AES-256-GCM-SIV).
+    for version in [1, VERSION + 1] {
+        let mut raw = URL_SAFE_NO_PAD.decode(&good).unwrap();
+        raw[0] = version;
+        assert_eq!(
+            c.decode(URL_SAFE_NO_PAD.encode(&raw).as_bytes(), NOW),
+            Err(Reject::Malformed)
+        );
+    }
 
     let mut raw = URL_SAFE_NO_PAD.decode(&good).unwrap();
     raw[20] ^= 1;
@@ -246,19 +249,19 @@ fn pinned_example_tokens() {
             0,
             NOW,
             NOW,
-            "ARkRBwcHBwcHBwcHBwcHA-CE-BlgImHBPN8arwB-O8Eo1RHM1uLwQ2NLzwwa7CTu9b6e",
+            "AhkRBwcHBwcHBwcHBwcHH2yZZOu_9VUJbN2JCjwSbGFNt-oaj4o5bjfXIYwHtU0fTk5V",
         ),
         (
             1,
             NOW - 100,
             NOW - 1,
-            "ARkRBwcHBwcHBwcHBwcHcJ7G1bfbY3m-9aigNku_WaNpESLAJ-O_lygs-X7E3MokAdx9",
+            "AhkRBwcHBwcHBwcHBwcH-ds66exM5RTpuhk_rMKO9KOdS7u00ohOu1_59avO_KD4X3Hp",
         ),
         (
             2,
             0,
             0,
-            "ARkRBwcHBwcHBwcHBwcH2dZ2rqAzy_6Ii6I40K6_1p3upe22A4EU0kQuG1toE62yi2oJ",
+            "AhkRBwcHBwcHBwcHBwcHRHQd9WlVGd26ftYgEt45B6xWb9VCP0Hjuo5ejZVCPHRn3vGB",
         ),
     ];
     for (backend, start, last, expect) in pinned {
@@ -303,4 +306,48 @@ fn reasons_are_listed_in_index_order() {
     for (i, r) in Reject::ALL.iter().enumerate() {
         assert_eq!(r.index(), i, "{r:?}");
     }
+}
+
+/// The format as documented at the top of the module, recomputed from the primitives: an
+/// implementation that drifts from its own description fails here.
+#[test]
+fn construction_is_the_documented_siv() {
+    let c = codec();
+    let secret = [1u8; 32];
+    let t = c.encode(2, NOW - 30, NOW - 3);
+    let raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
+    assert_eq!(raw.len(), 51);
+    let (head, rest) = raw.split_at(15);
+    let (ciphertext, tag) = rest.split_at(20);
+
+    let cipher = Aes256::new(&derive(&secret, b"token-enc").into());
+    let mut keystream = Vec::new();
+    for i in 0..2u32 {
+        let mut block = Block::clone_from_slice(tag);
+        let counter = u32::from_be_bytes(tag[12..16].try_into().unwrap()).wrapping_add(i);
+        block[12..16].copy_from_slice(&counter.to_be_bytes());
+        cipher.encrypt_block(&mut block);
+        keystream.extend_from_slice(&block);
+    }
+    let plain: Vec<u8> = ciphertext
+        .iter()
+        .zip(&keystream)
+        .map(|(c, k)| c ^ k)
+        .collect();
+    let tags_mac = <HmacSha256 as KeyInit>::new_from_slice(&derive(&secret, b"tags")).unwrap();
+    let mut expected = Vec::new();
+    expected.extend_from_slice(&tag_of::<4>(&tags_mac, &[b"service", b"web"]));
+    expected.extend_from_slice(&tag_of::<8>(
+        &tags_mac,
+        &[b"backend", b"web", b"10.0.0.13:8080"],
+    ));
+    expected.extend_from_slice(&(NOW - 30).to_be_bytes());
+    expected.extend_from_slice(&(NOW - 3).to_be_bytes());
+    assert_eq!(plain, expected);
+
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&derive(&secret, b"token-mac")).unwrap();
+    mac.update(head);
+    mac.update(&plain);
+    assert_eq!(&mac.finalize().into_bytes()[..16], tag);
+    assert_eq!(head[0], 2);
 }
