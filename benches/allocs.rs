@@ -3,12 +3,21 @@
 //! are written to allocate nothing per request, so every counted allocation is the proxy's.
 //! `cargo bench --bench allocs`. Prints allocations per request for a service without sessions,
 //! with a valid session cookie, and with a new session each time.
+//!
+//! `cargo bench --bench allocs -- --trace` (best with `CARGO_PROFILE_BENCH_DEBUG=line-tables-only`)
+//! also records where each allocation of 100 requests came from and prints the call sites by
+//! count, for the plain baseline and the valid-cookie case.
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::backtrace::Backtrace;
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[path = "../examples/plain_lb.rs"]
@@ -17,9 +26,28 @@ mod plain_lb;
 struct Counting;
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
+/// While set, allocations record their call stacks into `TRACES`.
+static TRACING: AtomicBool = AtomicBool::new(false);
+static TRACES: Mutex<Vec<Backtrace>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// Set while recording a stack, whose own allocations are not recorded.
+    static RECORDING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn record() {
+    if !TRACING.load(Ordering::Relaxed) || RECORDING.with(|r| r.replace(true)) {
+        return;
+    }
+    let trace = Backtrace::force_capture();
+    TRACES.lock().unwrap().push(trace);
+    RECORDING.with(|r| r.set(false));
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        record();
         unsafe { mimalloc::MiMalloc.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -27,6 +55,7 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        record();
         unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
     }
 }
@@ -94,6 +123,74 @@ fn measure(addr: SocketAddr, request: &[u8], n: u64) -> f64 {
         once(&mut conn);
     }
     (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / n as f64
+}
+
+/// Records the allocations of `n` requests (after `measure`'s warm-up) and prints their call
+/// sites: the first frames outside the allocator and the standard library's collections.
+fn trace(label: &str, addr: SocketAddr, request: &[u8], n: u64) {
+    measure_traced(addr, request, n);
+    TRACING.store(false, Ordering::Relaxed);
+    let traces = std::mem::take(&mut *TRACES.lock().unwrap());
+    let mut sites: HashMap<String, usize> = HashMap::new();
+    for t in &traces {
+        let text = t.to_string();
+        // Frames are "N: function" lines, each followed by an "at file:line" line.
+        let mut frames = Vec::new();
+        let mut name = "";
+        for line in text.lines().map(str::trim) {
+            if let Some(at) = line.strip_prefix("at ") {
+                let skip = [
+                    "/rustc/",
+                    "/library/",
+                    "benches/allocs.rs",
+                    "mimalloc",
+                    "libmimalloc",
+                ]
+                .iter()
+                .any(|p| at.contains(p));
+                if !skip && frames.len() < 3 {
+                    let file = at.rsplit('/').next().unwrap_or(at);
+                    frames.push(format!("{name} ({file})"));
+                }
+            } else if let Some((_, f)) = line.split_once(": ") {
+                name = f;
+            }
+        }
+        *sites.entry(frames.join("  <  ")).or_default() += 1;
+    }
+    let mut sites: Vec<_> = sites.into_iter().collect();
+    sites.sort_by_key(|site| std::cmp::Reverse(site.1));
+    println!(
+        "\n{label}: {:.1} allocations per request, by call site",
+        traces.len() as f64 / n as f64
+    );
+    for (site, count) in sites {
+        println!("  {:5.1}  {site}", count as f64 / n as f64);
+    }
+}
+
+/// Sends `request` `n + 1` times on a new connection, recording allocations from the second
+/// on (the first also makes the connection's own).
+fn measure_traced(addr: SocketAddr, request: &[u8], n: u64) {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_nodelay(true).unwrap();
+    let mut buf = [0u8; 8192];
+    for i in 0..=n {
+        if i == 1 {
+            TRACES.lock().unwrap().clear();
+            TRACING.store(true, Ordering::Relaxed);
+        }
+        conn.write_all(request).unwrap();
+        let mut filled = 0;
+        loop {
+            filled += conn.read(&mut buf[filled..]).unwrap();
+            if let Some(end) = find(&buf[..filled], b"\r\n\r\n") {
+                if filled >= end + 4 + 2 {
+                    break;
+                }
+            }
+        }
+    }
 }
 
 fn free_port() -> u16 {
@@ -199,5 +296,15 @@ services:
         "  sticky, new session each     {:6.1}",
         measure(sticky_addr, get, n)
     );
+    if std::env::args().any(|a| a == "--trace") {
+        trace("plain Pingora", baseline, get, 100);
+        trace(
+            "tether, valid cookie",
+            sticky_addr,
+            with_cookie.as_bytes(),
+            100,
+        );
+        trace("tether, new session", sticky_addr, get, 100);
+    }
     std::process::exit(0);
 }

@@ -91,7 +91,7 @@ def write(name, text):
     return path
 
 
-def start_all(procs):
+def start_all(procs, tether_settings=()):
     servers = "\n".join(
         f"  server {{ listen 127.0.0.1:{p}; access_log off; location / {{ return 200 'backend {i}\\n'; }} }}"
         for i, p in enumerate(BACKEND_PORTS, 1)
@@ -142,9 +142,10 @@ backend be
     procs.start("pingora", [f"{ROOT}/target/release/examples/plain_lb", "-c", pingora_conf], env=env, cpu=PROXY_CPU)
 
     backend_lines = "\n".join(f"      - {{address: 127.0.0.1:{p}, id: app-{i}}}" for i, p in enumerate(BACKEND_PORTS, 1))
+    extra = "".join(f"{k.strip()}: {v.strip()}\n" for k, v in (kv.split("=", 1) for kv in tether_settings))
     tether_conf = write("tether.yaml", f"""version: 1
 threads: 1
-pid_file: {WORK}/tether.pid
+{extra}pid_file: {WORK}/tether.pid
 upgrade_sock: {WORK}/tether.sock
 grace_period_seconds: 0
 graceful_shutdown_timeout_seconds: 0
@@ -244,6 +245,10 @@ def main():
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions")
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--proxies", default="haproxy,pingora,tether", help="comma-separated subset to drive")
+    ap.add_argument("--modes", default="sticky,new", help="comma-separated subset of sticky,new")
+    ap.add_argument("--tether-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a top-level setting for tether's config (repeatable), e.g. work_stealing=false")
     ap.add_argument("--memory", action="store_true", help="also measure RSS under 5,000 connections")
     ap.add_argument("--profile", choices=["sticky", "new"], help="only profile tether (perf record -e cpu-clock) in this mode")
     args = ap.parse_args()
@@ -251,15 +256,17 @@ def main():
     ensure_tools()
     procs = Procs()
     try:
-        start_all(procs)
+        start_all(procs, args.tether_set)
         jar = cookies()
         if args.profile:
             profile(procs, args, jar)
             return
+        names = [n for n in ("haproxy", "pingora", "tether") if n in args.proxies.split(",")]
+        modes = [m for m in ("sticky", "new") if m in args.modes.split(",")]
         results = {}
         for r in range(args.rounds):
-            for mode in ("sticky", "new"):
-                for name in ("haproxy", "pingora", "tether"):
+            for mode in modes:
+                for name in names:
                     cookie = jar[name] if mode == "sticky" else None
                     res = wrk(PORTS[name], args.duration, args.connections, cookie)
                     results.setdefault((name, mode), []).append(res)
@@ -267,19 +274,26 @@ def main():
         print(f"\nMedians of {args.rounds} rounds, {args.duration} s each, {args.connections} keep-alive connections, proxies pinned to CPU {PROXY_CPU}, wrk and nginx to CPU {LOAD_CPU}")
         print(f"{'mode':7} {'proxy':8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
         med = {}
-        for mode in ("sticky", "new"):
-            for name in ("haproxy", "pingora", "tether"):
+        for mode in modes:
+            for name in names:
                 runs = results[(name, mode)]
                 m = {k: statistics.median(x[k] for x in runs) for k in ("rps", "p50", "p99")}
                 m["errors"] = sum(x["errors"] for x in runs)
                 med[(name, mode)] = m
                 print(f"{mode:7} {name:8} {m['rps']:10.0f} {m['p50']:8.3f} {m['p99']:8.3f} {m['errors']:7d}")
-        print("\nRatios (tether / other), same run:")
-        for mode in ("sticky", "new"):
+        print("\nRatios (tether / other), same run: of the medians, and the median of each round's ratio")
+        print("(rounds run back to back, so a per-round ratio is less affected by the machine's drift):")
+        for mode in modes if "tether" in names else []:
             t = med[("tether", mode)]
-            for other in ("haproxy", "pingora"):
+            for other in (n for n in names if n != "tether"):
                 o = med[(other, mode)]
-                print(f"  {mode:7} vs {other:8} throughput {t['rps'] / o['rps']:.3f}x   p99 {t['p99'] / o['p99']:.3f}x")
+                paired = statistics.median(
+                    a["rps"] / b["rps"] for a, b in zip(results[("tether", mode)], results[(other, mode)])
+                )
+                paired_p99 = statistics.median(
+                    a["p99"] / b["p99"] for a, b in zip(results[("tether", mode)], results[(other, mode)])
+                )
+                print(f"  {mode:7} vs {other:8} throughput {t['rps'] / o['rps']:.3f}x (per round {paired:.3f}x)   p99 {t['p99'] / o['p99']:.3f}x (per round {paired_p99:.3f}x)")
         if args.memory:
             memory(procs, max(5, args.duration))
     finally:
