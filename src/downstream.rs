@@ -125,6 +125,10 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// The searcher for CRLF CRLF, built once (building one costs about as much as a search).
+static HEAD_END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+
 /// Finds the end of a header section (CRLF CRLF) in bytes that arrive in pieces.
 #[derive(Debug, Default, Clone, Copy)]
 struct HeadEnd {
@@ -140,8 +144,7 @@ impl HeadEnd {
         let mut joint = [0u8; 6];
         joint[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
         joint[self.tail_len..self.tail_len + head].copy_from_slice(&bytes[..head]);
-        if memchr::memmem::find(&joint[..self.tail_len + head], b"\r\n\r\n").is_some()
-            || memchr::memmem::find(bytes, b"\r\n\r\n").is_some()
+        if HEAD_END.find(&joint[..self.tail_len + head]).is_some() || HEAD_END.find(bytes).is_some()
         {
             return true;
         }
@@ -162,7 +165,7 @@ impl HeadEnd {
 enum Phase {
     /// Between requests: Pingora's keep-alive timeout (set from `keepalive_timeout`) applies.
     Idle,
-    /// Reading a request's header section, which must end by `deadline`.
+    /// Reading a request's header section, which must end by `deadline` (once armed).
     Head,
     /// Header section complete: no deadline (bodies and upgrades run on upstream timeouts).
     Open,
@@ -170,20 +173,24 @@ enum Phase {
 
 /// A client connection whose header sections must arrive in time.
 ///
-/// The deadline is checked against the clock whenever bytes arrive, so a client trickling
-/// bytes is cut off at its next byte past the deadline. A timer is armed only when a read has
-/// to wait in the middle of a header section (a legitimate client sends its head at once), so
-/// the common path takes no timer lock.
+/// A legitimate client sends a head in one piece, so the common path reads no clock and takes
+/// no timer lock: a request's deadline is set (from the clock) the first time a read has to wait
+/// in the middle of its header section, microseconds after its first byte, and from then on it
+/// is checked whenever bytes arrive, so a client trickling bytes is cut off at its next byte past
+/// the deadline, or by the timer while it sends nothing.
 pub struct GuardedStream {
     inner: Stream,
     phase: Phase,
-    deadline: Instant,
+    /// The current request's header deadline, once armed.
+    deadline: Option<Instant>,
     /// Armed only while waiting mid-header; reset only when the deadline moved.
     timer: Option<(Instant, Pin<Box<Sleep>>)>,
     header_timeout: Duration,
     head_end: HeadEnd,
     /// Set when a request on this connection has finished (see [`GuardedStream::request_done`]).
     next_request: AtomicBool,
+    /// The client's IP address as a header value, formatted once per connection.
+    client_ip: Option<http::HeaderValue>,
     _slot: ConnectionSlot,
 }
 
@@ -198,17 +205,27 @@ impl std::fmt::Debug for GuardedStream {
 
 impl GuardedStream {
     fn new(inner: Stream, limits: &Limits, slot: ConnectionSlot) -> Self {
+        let client_ip = inner
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet().copied()))
+            .and_then(|a| http::HeaderValue::try_from(a.ip().to_string()).ok());
         GuardedStream {
             inner,
             // The first request's whole wait counts against the header deadline.
             phase: Phase::Head,
-            deadline: Instant::now() + limits.request_header_timeout,
+            deadline: Some(Instant::now() + limits.request_header_timeout),
             timer: None,
             header_timeout: limits.request_header_timeout,
             head_end: HeadEnd::default(),
             next_request: AtomicBool::new(false),
+            client_ip,
             _slot: slot,
         }
+    }
+
+    /// The client's IP address, for `X-Forwarded-For` (a clone shares its bytes).
+    pub fn client_ip(&self) -> Option<&http::HeaderValue> {
+        self.client_ip.as_ref()
     }
 
     /// Marks the current request finished: the next bytes read start a new request, whose
@@ -231,7 +248,7 @@ impl GuardedStream {
         }
         if self.phase == Phase::Idle {
             self.phase = Phase::Head;
-            self.deadline = Instant::now() + self.header_timeout;
+            self.deadline = None;
         }
         if self.head_end.found_in(bytes) {
             self.phase = Phase::Open;
@@ -261,13 +278,15 @@ impl AsyncRead for GuardedStream {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 this.saw(&buf.filled()[before..]);
-                if this.phase == Phase::Head && Instant::now() >= this.deadline {
+                if this.phase == Phase::Head && this.deadline.is_some_and(|d| Instant::now() >= d) {
                     return Poll::Ready(Err(Self::timed_out()));
                 }
                 Poll::Ready(Ok(()))
             }
             Poll::Pending if this.phase == Phase::Head => {
-                let deadline = this.deadline;
+                let deadline = *this
+                    .deadline
+                    .get_or_insert_with(|| Instant::now() + this.header_timeout);
                 let timer = match &mut this.timer {
                     Some((at, sleep)) => {
                         if *at != deadline {

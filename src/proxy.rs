@@ -16,11 +16,11 @@
 //! (`failed_open`), or with `strict` answer 503 and keep the token (`failed_closed`). No valid
 //! token: weighted round robin and a new token (`created`).
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use http::{HeaderName, HeaderValue};
 use log::info;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
@@ -180,6 +180,8 @@ impl Proxy {
     }
 }
 
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 /// Appends the client address to any `X-Forwarded-For` the client sent, as one field line.
 fn forwarded_for(req: &RequestHeader, client: &[u8]) -> Vec<u8> {
     let mut value = Vec::with_capacity(64);
@@ -332,16 +334,23 @@ impl ProxyHttp for Proxy {
         if let Some(sessions) = &self.sessions {
             sessions.strip(upstream_request)?;
         }
-        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            // The address is formatted on the stack: an IPv6 address is at most 45 bytes.
-            let mut buf = [0u8; 64];
-            let mut cursor = std::io::Cursor::new(&mut buf[..]);
-            let _ = write!(cursor, "{}", client.ip());
-            let len = cursor.position() as usize;
-            let xff = forwarded_for(upstream_request, &buf[..len]);
-            upstream_request.insert_header("X-Forwarded-For", xff)?;
+        // The client's address comes formatted from its connection (once per connection).
+        let client = match session.stream().and_then(GuardedStream::of) {
+            Some(guard) => guard.client_ip().cloned(),
+            None => session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .and_then(|a| HeaderValue::try_from(a.ip().to_string()).ok()),
+        };
+        if let Some(client) = client {
+            if upstream_request.headers.contains_key(&X_FORWARDED_FOR) {
+                let xff = forwarded_for(upstream_request, client.as_bytes());
+                upstream_request.insert_header("X-Forwarded-For", xff)?;
+            } else {
+                upstream_request.insert_header("X-Forwarded-For", client)?;
+            }
         }
-        upstream_request.insert_header("X-Forwarded-Proto", "http")?;
+        upstream_request.insert_header("X-Forwarded-Proto", HeaderValue::from_static("http"))?;
         // A clone of the Host value shares its bytes.
         let host = upstream_request
             .headers
@@ -349,7 +358,7 @@ impl ProxyHttp for Proxy {
             .cloned()
             .or_else(|| {
                 let authority = upstream_request.uri.authority()?;
-                http::HeaderValue::from_str(authority.as_str()).ok()
+                HeaderValue::from_str(authority.as_str()).ok()
             });
         match host {
             Some(host) => upstream_request.insert_header("X-Forwarded-Host", host)?,

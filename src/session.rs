@@ -130,6 +130,19 @@ impl Sessions {
             SessionKind::Cookie => {
                 let name = self.config.name.as_bytes();
                 let ours = |h: &HeaderValue| cookie_values(h.as_bytes(), name).next().is_some();
+                let mut lines = req.headers.get_all(COOKIE).iter();
+                if let (Some(line), None) = (lines.next(), lines.next()) {
+                    // One Cookie line, the usual case: remove it or replace its value.
+                    if !ours(line) {
+                        return Ok(());
+                    }
+                    let kept = without_cookie(line.as_bytes(), name);
+                    if kept.is_empty() {
+                        req.remove_header(&COOKIE);
+                        return Ok(());
+                    }
+                    return req.insert_header("Cookie", kept);
+                }
                 if !req.headers.get_all(COOKIE).iter().any(ours) {
                     return Ok(());
                 }
@@ -227,9 +240,19 @@ pub fn cookie_values<'a>(header: &'a [u8], name: &'a [u8]) -> impl Iterator<Item
     })
 }
 
-/// The `Cookie` header value without the cookies named `name`; every other byte kept.
+/// The `Cookie` header value without the cookies named `name`; every other byte kept. The
+/// result is allocated at its exact size, so it becomes a header value without another copy.
 pub fn without_cookie(header: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(header.len());
+    let mut len = 0;
+    kept_pieces(header, name, |piece| len += piece.len());
+    let mut out = Vec::with_capacity(len);
+    kept_pieces(header, name, |piece| out.extend_from_slice(piece));
+    out
+}
+
+/// Calls `emit` with the pieces of `header` that remain once the cookies named `name` are gone.
+fn kept_pieces(header: &[u8], name: &[u8], mut emit: impl FnMut(&[u8])) {
+    let mut first = true;
     for pair in header.split(|&b| b == b';') {
         let trimmed = pair.trim_ascii();
         let is_ours = trimmed
@@ -239,15 +262,17 @@ pub fn without_cookie(header: &[u8], name: &[u8]) -> Vec<u8> {
         if is_ours {
             continue;
         }
-        if !out.is_empty() {
-            out.push(b';');
-            out.extend_from_slice(pair);
-        } else {
+        let piece = if first {
             // The first kept pair loses the space that separated it from a removed one.
-            out.extend_from_slice(pair.trim_ascii_start());
-        }
+            pair.trim_ascii_start()
+        } else {
+            emit(b";");
+            pair
+        };
+        // An empty first piece is not a pair: the next one is still first.
+        first = first && piece.is_empty();
+        emit(piece);
     }
-    out
 }
 
 #[cfg(test)]
@@ -288,5 +313,12 @@ mod tests {
         assert_eq!(strip("s=x; s=y"), "");
         assert_eq!(strip("a=1; sx=2"), "a=1; sx=2");
         assert_eq!(strip("weird;;a=\"q\""), "weird;;a=\"q\"");
+        assert_eq!(strip("  ; s=x; a=1"), "a=1");
+        let kept = without_cookie(b"a=1; s=x; b=2", b"s");
+        assert_eq!(
+            kept.capacity(),
+            kept.len(),
+            "exact size: no copy into the header value"
+        );
     }
 }
