@@ -198,27 +198,48 @@ impl Sessions {
         }
     }
 
-    /// The `Set-Cookie` value for a new token.
+    /// The `Set-Cookie` value for a new token. Allocated once, at its exact size, so it becomes
+    /// the header value without another allocation.
     pub fn set_cookie(&self, backend: usize, start: u32, now: u32) -> String {
-        let mut cookie = String::with_capacity(self.config.name.len() + TOKEN_LEN + 96);
+        const MAX_AGE: &str = "; Max-Age=";
+        const EXPIRES: &str = "; Expires=";
+        /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) is always this long.
+        const IMF_FIXDATE_LEN: usize = 29;
+        // Validation guarantees absolute_timeout with Permanent.
+        let left = (self.config.cookie.lifetime_type == LifetimeType::Permanent).then(|| {
+            let absolute = self.codec.lifetimes().absolute.unwrap_or(0);
+            start.saturating_add(absolute).saturating_sub(now)
+        });
+        let lifetime_len = left.map_or(0, |left| {
+            MAX_AGE.len() + decimal_digits(left) + EXPIRES.len() + IMF_FIXDATE_LEN
+        });
+        let len =
+            self.config.name.len() + 1 + TOKEN_LEN + lifetime_len + self.cookie_attributes.len();
+        let mut cookie = String::with_capacity(len);
         cookie.push_str(&self.config.name);
         cookie.push('=');
         self.codec.encode_into(backend, start, now, &mut cookie);
-        if self.config.cookie.lifetime_type == LifetimeType::Permanent {
-            // Validation guarantees absolute_timeout with Permanent.
-            let absolute = self.codec.lifetimes().absolute.unwrap_or(0);
-            let left = start.saturating_add(absolute).saturating_sub(now);
+        if let Some(left) = left {
             let expires = UNIX_EPOCH + Duration::from_secs(u64::from(now) + u64::from(left));
-            // Written in place: the cookie string is the only allocation of the token path.
             let _ = write!(
                 cookie,
-                "; Max-Age={left}; Expires={}",
+                "{MAX_AGE}{left}{EXPIRES}{}",
                 httpdate::HttpDate::from(expires)
             );
         }
         cookie.push_str(&self.cookie_attributes);
+        debug_assert_eq!(
+            cookie.len(),
+            cookie.capacity(),
+            "Set-Cookie length computed wrong"
+        );
         cookie
     }
+}
+
+/// How many decimal digits `n` is written with.
+fn decimal_digits(n: u32) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
 /// Splits one `Cookie` header value into `name=value` pairs (RFC 6265 5.4; lenient about
@@ -301,6 +322,45 @@ mod tests {
         let header = b"a=\xff\xfe; s=\x00\x01; \xc3(=1";
         let found: Vec<&[u8]> = cookie_values(header, b"s").collect();
         assert_eq!(found, vec![&b"\x00\x01"[..]]);
+    }
+
+    fn sessions(persistence: &str) -> Sessions {
+        let yaml = format!(
+            "services:\n  - name: web\n    listen: 127.0.0.1:8000\n    backends: [127.0.0.1:9001]\n    session_persistence: {persistence}\n"
+        );
+        let config =
+            crate::config::Config::parse(&yaml, std::path::Path::new("."), &|_| None).unwrap();
+        let ring = crate::token::KeyRing::random().unwrap();
+        Sessions::new(&std::sync::Arc::new(ring), &config.services[0]).unwrap()
+    }
+
+    #[test]
+    fn set_cookie_is_allocated_at_its_exact_size() {
+        let permanent = sessions(
+            "{type: Cookie, name: sid, absolute_timeout: 8h, cookie: {lifetime_type: Permanent, domain: example.com, secure: true, same_site: None}}",
+        );
+        let session = sessions("{type: Cookie, name: a_longer_name, idle_timeout: 30m}");
+        let now = unix_now();
+        for (start, now) in [
+            (now, now),
+            (now - 5, now),
+            (now - 8 * 3600, now),
+            (now - 28_799, now),
+        ] {
+            for s in [&permanent, &session] {
+                let cookie = s.set_cookie(0, start, now);
+                assert_eq!(cookie.len(), cookie.capacity(), "{cookie}");
+            }
+        }
+        let cookie = permanent.set_cookie(0, now - 28_799, now);
+        assert!(cookie.contains("; Max-Age=1; Expires="), "{cookie}");
+    }
+
+    #[test]
+    fn decimal_digits_counts() {
+        for n in [0, 9, 10, 99, 100, 600, 28_800, 999_999, u32::MAX] {
+            assert_eq!(decimal_digits(n), n.to_string().len(), "{n}");
+        }
     }
 
     #[test]
