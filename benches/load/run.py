@@ -165,7 +165,9 @@ services:
       absolute_timeout: 8h
       idle_timeout: 30m
 """)
+    # As systemd/tether.service and the Dockerfile run it (mimalloc commits memory as used).
     env = dict(os.environ, BENCH_SESSION_KEY="load-bench-key-not-a-secret-0123456789", RUST_LOG="warn")
+    env.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
     procs.start("tether", [f"{ROOT}/target/release/tether", "-c", tether_conf], env=env, cpu=PROXY_CPU)
     for port in PORTS.values():
         wait_port(port)
