@@ -228,18 +228,37 @@ def memory(procs, duration):
         print(f"{name:10} {idle / 1024:10.1f} {peak / 1024:14.1f}")
 
 
+def ensure_inferno():
+    """inferno (flamegraphs from perf), installed with cargo when missing; None if it cannot be."""
+    if not shutil.which("inferno-flamegraph"):
+        subprocess.run("cargo install inferno --locked", shell=True)
+    return shutil.which("inferno-flamegraph") and shutil.which("inferno-collapse-perf")
+
+
 def profile(procs, args, jar):
-    pid = next(p.pid for n, p in procs.procs if n == "tether")
-    data = os.path.join(WORK, "perf.data")
-    perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "2000", "-p", str(pid), "-o", data, "--", "sleep", str(args.duration)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cookie = jar["tether"] if args.profile == "sticky" else None
-    res = wrk(PORTS["tether"], args.duration, args.connections, cookie)
-    perf.wait()
-    report = os.path.join(WORK, f"perf-{args.profile}.txt")
-    sh(f"perf report -i {data} --no-children --sort symbol --percent-limit 0.7 --stdio > {report} 2>/dev/null")
-    print(f"tether {args.profile}: {res['rps']:.0f} req/s; profile in {report}")
-    with open(report) as f:
-        print("".join(l for l in f if "%" in l and not l.startswith("#"))[:6000])
+    """Records tether and the plain Pingora proxy in turn under the same load (cpu-clock, DWARF
+    call graphs): a flat report by symbol for each, and flamegraphs to compare side by side."""
+    inferno = ensure_inferno()
+    for name in ("pingora", "tether"):
+        pid = next(p.pid for n, p in procs.procs if n == name)
+        data = os.path.join(WORK, f"perf-{name}.data")
+        perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "997", "--call-graph", "dwarf,8192", "-p", str(pid), "-o", data, "--", "sleep", str(args.duration)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cookie = jar[name] if args.profile == "sticky" else None
+        res = wrk(PORTS[name], args.duration, args.connections, cookie)
+        perf.wait()
+        report = os.path.join(WORK, f"perf-{name}-{args.profile}.txt")
+        sh(f"perf report -i {data} --no-children --sort symbol -g none --percent-limit 0.7 --stdio > {report} 2>/dev/null")
+        print(f"{name} {args.profile}: {res['rps']:.0f} req/s (while recorded); flat profile in {report}")
+        with open(report) as f:
+            print("".join(l for l in f if "%" in l and not l.startswith("#"))[:4000])
+        if inferno:
+            svg = os.path.join(WORK, f"flamegraph-{name}-{args.profile}.svg")
+            sh(f"perf script -i {data} 2>/dev/null | inferno-collapse-perf > {data}.folded && inferno-flamegraph --title '{name} {args.profile}' < {data}.folded > {svg}")
+            print(f"flamegraph: {svg}")
+    if inferno:
+        diff = os.path.join(WORK, f"flamegraph-diff-{args.profile}.svg")
+        sh(f"inferno-diff-folded {WORK}/perf-pingora.data.folded {WORK}/perf-tether.data.folded | inferno-flamegraph --title 'pingora -> tether ({args.profile})' > {diff}")
+        print(f"differential flamegraph (red: more in tether): {diff}")
 
 
 def main():
@@ -252,7 +271,7 @@ def main():
     ap.add_argument("--tether-set", action="append", default=[], metavar="KEY=VALUE",
                     help="a top-level setting for tether's config (repeatable), e.g. work_stealing=false")
     ap.add_argument("--memory", action="store_true", help="also measure RSS under 5,000 connections")
-    ap.add_argument("--profile", choices=["sticky", "new"], help="only profile tether (perf record -e cpu-clock) in this mode")
+    ap.add_argument("--profile", choices=["sticky", "new"], help="only profile plain Pingora and tether (perf record -e cpu-clock, flamegraphs) in this mode")
     args = ap.parse_args()
     os.makedirs(WORK, exist_ok=True)
     ensure_tools()
