@@ -6,10 +6,11 @@
 //!                                   | session start u32 | last use u32 )
 //! ```
 //!
-//! The construction is SIV (Rogaway and Shrimpton's synthetic IV, as in RFC 5297, with
-//! HMAC-SHA256 as the PRF instead of CMAC): `tag = HMAC-SHA256(mac key, header | nonce |
+//! The construction is SIV (Rogaway and Shrimpton's synthetic IV, which RFC 5297 instantiates
+//! with CMAC; here HMAC-SHA256 is the PRF): `tag = HMAC-SHA256(mac key, header | nonce |
 //! payload)[..16]`, and the payload is encrypted with AES-256-CTR whose initial counter block is
-//! the tag. Both keys are fixed per ring key, so nothing is derived per token: decode+verify is
+//! the tag (32-bit big-endian counter in its last four bytes). Primitives and mode are
+//! RustCrypto's (`hmac`, `sha2`, `aes`, `ctr`). Both keys are fixed per ring key, so nothing is derived per token: decode+verify is
 //! one HMAC over one SHA-256 block and two AES blocks (AES-GCM-SIV, used before, derives two
 //! keys per message and cost three times as much).
 //!
@@ -24,10 +25,12 @@
 //! - Times are wall-clock seconds, so every instance with the same keys reads a token alike.
 //! - The key tag names the key: tokens of every key in the ring verify, the first key signs.
 
-use aes::cipher::{BlockEncrypt, KeyInit as _};
-use aes::{Aes256, Block};
+use aes::cipher::{InnerIvInit, KeyInit as _, StreamCipher, StreamCipherCoreWrapper};
+use aes::Aes256;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use ctr::flavors::Ctr32BE;
+use ctr::CtrCore;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
@@ -44,8 +47,8 @@ const PAYLOAD_LEN: usize = 20;
 const PAYLOAD_AT: usize = HEADER_LEN + NONCE_LEN;
 const TAG_AT: usize = PAYLOAD_AT + PAYLOAD_LEN;
 const TAG_LEN: usize = RAW_LEN - TAG_AT;
-// `apply_ctr` makes two blocks of keystream.
-const _: () = assert!(PAYLOAD_LEN <= 32 && TAG_LEN == 16);
+// The SIV tag is the CTR mode's 16-byte initial counter block.
+const _: () = assert!(TAG_LEN == 16);
 /// How far in the future a token's times may be (clock differences between instances).
 pub const MAX_CLOCK_SKEW_SECS: u32 = 60;
 
@@ -196,16 +199,11 @@ fn siv_tag(key: &RingKey, head: &[u8], payload: &[u8]) -> [u8; TAG_LEN] {
     out[..TAG_LEN].try_into().expect("TAG_LEN <= 32")
 }
 
-/// XORs `data` (at most two blocks) with the AES-CTR keystream whose first counter block is
-/// `iv`; the counter is the last 32 bits, big-endian, wrapping. Its own inverse.
+/// XORs `data` with the AES-256-CTR keystream whose first counter block is `iv` (RustCrypto's
+/// `ctr`, 32-bit big-endian counter in the block's last four bytes). Its own inverse.
 fn apply_ctr(cipher: &Aes256, iv: &[u8; TAG_LEN], data: &mut [u8]) {
-    let counter = u32::from_be_bytes(iv[12..16].try_into().expect("4 bytes"));
-    let mut blocks = [Block::from(*iv), Block::from(*iv)];
-    blocks[1][12..16].copy_from_slice(&counter.wrapping_add(1).to_be_bytes());
-    cipher.encrypt_blocks(&mut blocks);
-    for (byte, key) in data.iter_mut().zip(blocks.iter().flatten()) {
-        *byte ^= key;
-    }
+    let core = CtrCore::<Aes256, Ctr32BE>::inner_iv_init(cipher.clone(), iv.into());
+    StreamCipherCoreWrapper::from_core(core).apply_keystream(data);
 }
 
 /// Lifetimes a token is checked against, in seconds.

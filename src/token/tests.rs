@@ -320,10 +320,11 @@ fn construction_is_the_documented_siv() {
     let (head, rest) = raw.split_at(15);
     let (ciphertext, tag) = rest.split_at(20);
 
+    use aes::cipher::BlockEncrypt;
     let cipher = Aes256::new(&derive(&secret, b"token-enc").into());
     let mut keystream = Vec::new();
     for i in 0..2u32 {
-        let mut block = Block::clone_from_slice(tag);
+        let mut block = aes::Block::clone_from_slice(tag);
         let counter = u32::from_be_bytes(tag[12..16].try_into().unwrap()).wrapping_add(i);
         block[12..16].copy_from_slice(&counter.to_be_bytes());
         cipher.encrypt_block(&mut block);
