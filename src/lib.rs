@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod config;
 pub mod downstream;
+pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod server;

@@ -35,7 +35,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    tether::logging::init();
     let config = match Config::load(&cli.conf) {
         Ok(config) => config,
         Err(e) => {
@@ -52,7 +52,12 @@ fn main() -> ExitCode {
         daemon: cli.daemon,
     };
     match server::build(config, mode) {
-        Ok(server) => server.run_forever(),
+        Ok(server) => {
+            server.run(pingora_core::server::RunArgs::default());
+            // What the log flusher had not written yet (a fast shutdown does not wait for it).
+            tether::logging::flush();
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("tether: cannot start: {e}");
             ExitCode::FAILURE

@@ -439,10 +439,11 @@ impl ProxyHttp for Proxy {
             .observe(ctx.backend, status, elapsed.as_secs_f64());
         if log::log_enabled!(target: "tether::access", log::Level::Info) {
             let req = session.req_header();
-            let client = session
-                .client_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_else(|| "-".to_string());
+            // Formatted straight into the line: no string of its own.
+            let client: &dyn std::fmt::Display = match session.client_addr() {
+                Some(addr) => addr,
+                None => &"-",
+            };
             info!(
                 target: "tether::access",
                 "{client} \"{} {}\" {status} service={service} backend={backend} session={} duration={:.3}ms",

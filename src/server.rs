@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use pingora_core::server::configuration::Opt;
 use pingora_core::server::Server;
+use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 use pingora_proxy::HttpProxy;
 
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::downstream::Guarded;
+use crate::logging::Flusher;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::session::Sessions;
@@ -63,6 +65,7 @@ pub fn build(config: Config, mode: StartMode) -> Result<Server, Box<dyn std::err
         server.add_service(proxy).add_dependency(&health);
         all.push(upstreams);
     }
+    server.add_service(background_service("log flusher", Flusher));
     if let Some(admin) = &config.admin {
         let mut service = Service::new("admin".to_string(), Admin::new(metrics, all));
         service.add_tcp(&admin.listen.to_string());

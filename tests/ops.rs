@@ -219,6 +219,8 @@ fn sigterm_finishes_the_request_in_flight_and_exits_in_time() {
     );
 }
 
+/// SIGINT stops at once, and the access lines still in the log buffer (written every 100 ms)
+/// are written before the process exits.
 #[test]
 fn sigint_stops_at_once() {
     let a = Backend::start("a");
@@ -226,8 +228,24 @@ fn sigint_stops_at_once() {
         "  - name: web\n    listen: {{listen}}\n    backends: [{}]\n",
         a.addr
     ));
+    for path in ["/first", "/last-before-sigint"] {
+        assert_eq!(get(t.listen, path, &[]).unwrap().status(), 200);
+    }
+    // Counted in the logging phase just before the access line is formatted.
+    t.assert_metric(
+        &format!(
+            "tether_requests_total{{backend=\"{}\",code=\"200\",service=\"web\"}}",
+            a.addr
+        ),
+        2.0,
+    );
     signal(t.child.id(), "INT");
     wait_exit(&mut t.child, Duration::from_secs(3)).expect("exits at once after SIGINT");
+    let log = t.log();
+    assert!(
+        log.contains("\"GET /last-before-sigint\" 200"),
+        "the last access line was lost:\n{log}"
+    );
 }
 
 /// Kills a daemon (not our child) by pid on drop.

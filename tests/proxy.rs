@@ -282,5 +282,5 @@ fn admin_endpoints_report_services_and_counters() {
     }
     assert_eq!(get(t.admin, "/nope", &[]).unwrap().status(), 404);
     // The access log line names the service and backend, and no draining backend took traffic.
-    assert!(t.log().contains("service=web backend=web-1 session=none"));
+    t.wait_for_log(&["service=web backend=web-1 session=none"]);
 }

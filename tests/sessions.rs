@@ -88,13 +88,11 @@ fn fsm_guide_cookie_flow() {
     }
     t.assert_metric("tether_session_routed_total{service=\"demo\"}", 3.0);
     t.assert_metric("tether_session_created_total{service=\"demo\"}", 2.0);
-    assert!(
-        t.log()
-            .contains("service=demo backend=hello session=routed")
-            || t.log()
-                .contains("service=demo backend=unavailable session=routed")
-    );
-    assert!(!t.log().contains(&value), "a token value reached the log");
+    let log = t.wait_for_log(&[
+        "service=demo backend=hello session=routed",
+        "service=demo backend=unavailable session=routed",
+    ]);
+    assert!(!log.contains(&value), "a token value reached the log");
 }
 
 /// Envoy Gateway: four backends, cookie `Session-A`, short absolute timeout.

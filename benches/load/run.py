@@ -91,7 +91,7 @@ def write(name, text):
     return path
 
 
-def start_all(procs, tether_settings=()):
+def start_all(procs, tether_settings=(), tether_env=()):
     servers = "\n".join(
         f"  server {{ listen 127.0.0.1:{p}; access_log off; location / {{ return 200 'backend {i}\\n'; }} }}"
         for i, p in enumerate(BACKEND_PORTS, 1)
@@ -168,6 +168,7 @@ services:
     # As systemd/tether.service and the Dockerfile run it (mimalloc commits memory as used).
     env = dict(os.environ, BENCH_SESSION_KEY="load-bench-key-not-a-secret-0123456789", RUST_LOG="warn")
     env.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
+    env.update(kv.split("=", 1) for kv in tether_env)
     procs.start("tether", [f"{ROOT}/target/release/tether", "-c", tether_conf], env=env, cpu=PROXY_CPU)
     for port in PORTS.values():
         wait_port(port)
@@ -270,6 +271,8 @@ def main():
     ap.add_argument("--modes", default="sticky,new", help="comma-separated subset of sticky,new")
     ap.add_argument("--tether-set", action="append", default=[], metavar="KEY=VALUE",
                     help="a top-level setting for tether's config (repeatable), e.g. work_stealing=false")
+    ap.add_argument("--tether-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="an environment variable for tether (repeatable), e.g. RUST_LOG=info")
     ap.add_argument("--memory", action="store_true", help="also measure RSS under 5,000 connections")
     ap.add_argument("--profile", choices=["sticky", "new"], help="only profile plain Pingora and tether (perf record -e cpu-clock, flamegraphs) in this mode")
     args = ap.parse_args()
@@ -277,7 +280,7 @@ def main():
     ensure_tools()
     procs = Procs()
     try:
-        start_all(procs, args.tether_set)
+        start_all(procs, args.tether_set, args.tether_env)
         jar = cookies()
         if args.profile:
             profile(procs, args, jar)
