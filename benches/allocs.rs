@@ -98,29 +98,45 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Sends `request` `n` times on one keep-alive connection; returns allocations per request.
-fn measure(addr: SocketAddr, request: &[u8], n: u64) -> f64 {
-    let mut conn = TcpStream::connect(addr).unwrap();
-    conn.set_nodelay(true).unwrap();
-    let mut buf = [0u8; 8192];
-    let mut once = |conn: &mut TcpStream| {
-        conn.write_all(request).unwrap();
+/// A keep-alive client connection that sends one request and reads its (2-byte) response.
+struct Client {
+    conn: TcpStream,
+    buf: [u8; 8192],
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let conn = TcpStream::connect(addr).unwrap();
+        conn.set_nodelay(true).unwrap();
+        Client {
+            conn,
+            buf: [0u8; 8192],
+        }
+    }
+
+    fn exchange(&mut self, request: &[u8]) {
+        self.conn.write_all(request).unwrap();
         let mut filled = 0;
         loop {
-            filled += conn.read(&mut buf[filled..]).unwrap();
-            if let Some(end) = find(&buf[..filled], b"\r\n\r\n") {
+            filled += self.conn.read(&mut self.buf[filled..]).unwrap();
+            if let Some(end) = find(&self.buf[..filled], b"\r\n\r\n") {
                 if filled >= end + 4 + 2 {
                     return;
                 }
             }
         }
-    };
+    }
+}
+
+/// Sends `request` `n` times on one keep-alive connection; returns allocations per request.
+fn measure(addr: SocketAddr, request: &[u8], n: u64) -> f64 {
+    let mut client = Client::connect(addr);
     for _ in 0..2000 {
-        once(&mut conn); // warm-up: pools, caches, metric slots
+        client.exchange(request); // warm-up: pools, caches, metric slots
     }
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     for _ in 0..n {
-        once(&mut conn);
+        client.exchange(request);
     }
     (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / n as f64
 }
@@ -172,24 +188,12 @@ fn trace(label: &str, addr: SocketAddr, request: &[u8], n: u64) {
 /// Sends `request` `n + 1` times on a new connection, recording allocations from the second
 /// on (the first also makes the connection's own).
 fn measure_traced(addr: SocketAddr, request: &[u8], n: u64) {
-    let mut conn = TcpStream::connect(addr).unwrap();
-    conn.set_nodelay(true).unwrap();
-    let mut buf = [0u8; 8192];
-    for i in 0..=n {
-        if i == 1 {
-            TRACES.lock().unwrap().clear();
-            TRACING.store(true, Ordering::Relaxed);
-        }
-        conn.write_all(request).unwrap();
-        let mut filled = 0;
-        loop {
-            filled += conn.read(&mut buf[filled..]).unwrap();
-            if let Some(end) = find(&buf[..filled], b"\r\n\r\n") {
-                if filled >= end + 4 + 2 {
-                    break;
-                }
-            }
-        }
+    let mut client = Client::connect(addr);
+    client.exchange(request);
+    TRACES.lock().unwrap().clear();
+    TRACING.store(true, Ordering::Relaxed);
+    for _ in 0..n {
+        client.exchange(request);
     }
 }
 
