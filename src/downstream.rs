@@ -125,6 +125,15 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// A client's IP address (no port) as a header value, for `X-Forwarded-For`; `None` for a
+/// Unix socket peer.
+pub fn client_ip_value(
+    addr: &pingora_core::protocols::l4::socket::SocketAddr,
+) -> Option<http::HeaderValue> {
+    let ip = addr.as_inet()?.ip();
+    http::HeaderValue::try_from(ip.to_string()).ok()
+}
+
 /// The searcher for CRLF CRLF, built once (building one costs about as much as a search).
 static HEAD_END: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
@@ -207,8 +216,7 @@ impl GuardedStream {
     fn new(inner: Stream, limits: &Limits, slot: ConnectionSlot) -> Self {
         let client_ip = inner
             .get_socket_digest()
-            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet().copied()))
-            .and_then(|a| http::HeaderValue::try_from(a.ip().to_string()).ok());
+            .and_then(|d| d.peer_addr().and_then(client_ip_value));
         GuardedStream {
             inner,
             // The first request's whole wait counts against the header deadline.

@@ -28,7 +28,7 @@ use pingora_http::RequestHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::config::Limits;
-use crate::downstream::GuardedStream;
+use crate::downstream::{client_ip_value, GuardedStream};
 use crate::metrics::{Metrics, RequestCounters, SessionCounters, NO_BACKEND};
 use crate::session::{unix_now, Presented, Sessions};
 use crate::token::{Reject, Session as Token};
@@ -337,10 +337,7 @@ impl ProxyHttp for Proxy {
         // The client's address comes formatted from its connection (once per connection).
         let client = match session.stream().and_then(GuardedStream::of) {
             Some(guard) => guard.client_ip().cloned(),
-            None => session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .and_then(|a| HeaderValue::try_from(a.ip().to_string()).ok()),
+            None => session.client_addr().and_then(client_ip_value),
         };
         if let Some(client) = client {
             if upstream_request.headers.contains_key(&X_FORWARDED_FOR) {
