@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use pingora_http::RequestHeader;
 use tether::config::{ServiceConfig, SessionKey};
 use tether::session::{cookie_values, unix_now, Sessions};
@@ -77,6 +77,23 @@ fn request_path(c: &mut Criterion) {
     req.append_header("Cookie", header.as_str()).unwrap();
     c.bench_function("find token in request", |b| {
         b.iter(|| sessions.find(black_box(&req), now))
+    });
+    c.bench_function("strip cookie (among others)", |b| {
+        b.iter_batched_ref(
+            || req.clone(),
+            |r| sessions.strip(r).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    let mut alone = RequestHeader::build("GET", b"/", None).unwrap();
+    alone.append_header("Host", "example.com").unwrap();
+    alone.append_header("Cookie", token.as_str()).unwrap();
+    c.bench_function("strip cookie (alone)", |b| {
+        b.iter_batched_ref(
+            || alone.clone(),
+            |r| sessions.strip(r).unwrap(),
+            BatchSize::SmallInput,
+        )
     });
     c.bench_function("build Set-Cookie (Permanent)", |b| {
         b.iter(|| sessions.set_cookie(black_box(0), now, now))

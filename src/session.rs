@@ -129,20 +129,23 @@ impl Sessions {
             }
             SessionKind::Cookie => {
                 let name = self.config.name.as_bytes();
-                let ours = |h: &HeaderValue| cookie_values(h.as_bytes(), name).next().is_some();
                 let mut lines = req.headers.get_all(COOKIE).iter();
                 if let (Some(line), None) = (lines.next(), lines.next()) {
-                    // One Cookie line, the usual case: remove it or replace its value.
-                    if !ours(line) {
+                    // One Cookie line, the usual case: remove it or replace its value, with
+                    // one pass to size the rest and a second only when something is kept.
+                    let mut kept_len = 0;
+                    if !kept_pieces(line.as_bytes(), name, |piece| kept_len += piece.len()) {
                         return Ok(());
                     }
-                    let kept = without_cookie(line.as_bytes(), name);
-                    if kept.is_empty() {
+                    if kept_len == 0 {
                         req.remove_header(&COOKIE);
                         return Ok(());
                     }
+                    let mut kept = Vec::with_capacity(kept_len);
+                    kept_pieces(line.as_bytes(), name, |piece| kept.extend_from_slice(piece));
                     return req.insert_header("Cookie", kept);
                 }
+                let ours = |h: &HeaderValue| cookie_values(h.as_bytes(), name).next().is_some();
                 if !req.headers.get_all(COOKIE).iter().any(ours) {
                     return Ok(());
                 }
@@ -245,9 +248,9 @@ fn decimal_digits(n: u32) -> usize {
 /// Splits one `Cookie` header value into `name=value` pairs (RFC 6265 5.4; lenient about
 /// spaces and quotes, strict about the name) and yields the values of cookies named `name`.
 pub fn cookie_values<'a>(header: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
-    header.split(|&b| b == b';').filter_map(move |pair| {
+    pairs(header).filter_map(move |pair| {
         let pair = pair.trim_ascii();
-        let eq = pair.iter().position(|&b| b == b'=')?;
+        let eq = memchr::memchr(b'=', pair)?;
         if pair[..eq].trim_ascii() != name {
             return None;
         }
@@ -261,6 +264,25 @@ pub fn cookie_values<'a>(header: &'a [u8], name: &'a [u8]) -> impl Iterator<Item
     })
 }
 
+/// The `;`-separated pieces of a `Cookie` header value, untrimmed (as `split` on `;` would
+/// give them, found with memchr: a token is most of the bytes and holds no `;`).
+fn pairs(header: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(header);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match memchr::memchr(b';', current) {
+            Some(at) => {
+                rest = Some(&current[at + 1..]);
+                Some(&current[..at])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
 /// The `Cookie` header value without the cookies named `name`; every other byte kept. The
 /// result is allocated at its exact size, so it becomes a header value without another copy.
 pub fn without_cookie(header: &[u8], name: &[u8]) -> Vec<u8> {
@@ -271,16 +293,17 @@ pub fn without_cookie(header: &[u8], name: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Calls `emit` with the pieces of `header` that remain once the cookies named `name` are gone.
-fn kept_pieces(header: &[u8], name: &[u8], mut emit: impl FnMut(&[u8])) {
+/// Calls `emit` with the pieces of `header` that remain once the cookies named `name` are gone;
+/// returns whether there was one to remove.
+fn kept_pieces(header: &[u8], name: &[u8], mut emit: impl FnMut(&[u8])) -> bool {
     let mut first = true;
-    for pair in header.split(|&b| b == b';') {
+    let mut removed = false;
+    for pair in pairs(header) {
         let trimmed = pair.trim_ascii();
-        let is_ours = trimmed
-            .iter()
-            .position(|&b| b == b'=')
-            .is_some_and(|eq| trimmed[..eq].trim_ascii() == name);
+        let is_ours =
+            memchr::memchr(b'=', trimmed).is_some_and(|eq| trimmed[..eq].trim_ascii() == name);
         if is_ours {
+            removed = true;
             continue;
         }
         let piece = if first {
@@ -294,6 +317,7 @@ fn kept_pieces(header: &[u8], name: &[u8], mut emit: impl FnMut(&[u8])) {
         first = first && piece.is_empty();
         emit(piece);
     }
+    removed
 }
 
 #[cfg(test)]
@@ -332,6 +356,34 @@ mod tests {
             crate::config::Config::parse(&yaml, std::path::Path::new("."), &|_| None).unwrap();
         let ring = crate::token::KeyRing::random().unwrap();
         Sessions::new(&std::sync::Arc::new(ring), &config.services[0]).unwrap()
+    }
+
+    #[test]
+    fn pairs_split_like_split() {
+        for header in ["", ";", "a=1", "a=1;", ";;a", "a=1; b=2;c", " ; ;"] {
+            let ours: Vec<&[u8]> = pairs(header.as_bytes()).collect();
+            let std: Vec<&[u8]> = header.as_bytes().split(|&b| b == b';').collect();
+            assert_eq!(ours, std, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn strip_of_one_cookie_line() {
+        let cookie = sessions("{type: cookie, name: s}");
+        let stripped = |line: &str| {
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+            req.append_header("Host", "h").unwrap();
+            req.append_header("Cookie", line).unwrap();
+            cookie.strip(&mut req).unwrap();
+            let lines: Vec<_> = req.headers.get_all(COOKIE).iter().cloned().collect();
+            assert_eq!(req.headers.len(), 1 + lines.len(), "other headers kept");
+            lines
+        };
+        assert!(stripped("s=x").is_empty(), "only ours: the header goes");
+        assert!(stripped(" s=x ; s=y").is_empty());
+        assert_eq!(stripped("a=1; s=x; b=2"), ["a=1; b=2"]);
+        // Not ours: left exactly as sent, including oddities that a rewrite would change.
+        assert_eq!(stripped(";a=1;; sx=2"), [";a=1;; sx=2"]);
     }
 
     #[test]
