@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use pingora_http::RequestHeader;
 use tether::config::{ServiceConfig, SessionKey};
 use tether::session::{cookie_values, unix_now, Sessions};
-use tether::token::{KeyRing, Lifetimes, ServiceCodec};
+use tether::token::{KeyRing, Lifetimes, ServiceCodec, TokenMemo};
 
 fn ring() -> Arc<KeyRing> {
     Arc::new(
@@ -76,7 +76,12 @@ fn request_path(c: &mut Criterion) {
     req.append_header("Host", "example.com").unwrap();
     req.append_header("Cookie", header.as_str()).unwrap();
     c.bench_function("find token in request", |b| {
-        b.iter(|| sessions.find(black_box(&req), now))
+        b.iter(|| sessions.find(black_box(&req), now, None))
+    });
+    // A kept-alive connection presenting the same token again.
+    let memo = TokenMemo::default();
+    c.bench_function("find token in request (remembered)", |b| {
+        b.iter(|| sessions.find(black_box(&req), now, Some(&memo)))
     });
     c.bench_function("strip cookie (among others)", |b| {
         b.iter_batched_ref(

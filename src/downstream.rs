@@ -36,6 +36,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::config::Limits;
+use crate::token::TokenMemo;
 
 /// A service's app with the connection limits applied.
 pub struct Guarded<A> {
@@ -200,6 +201,8 @@ pub struct GuardedStream {
     next_request: AtomicBool,
     /// The client's IP address as a header value, formatted once per connection.
     client_ip: Option<http::HeaderValue>,
+    /// The last valid session token this connection presented.
+    token_memo: TokenMemo,
     _slot: ConnectionSlot,
 }
 
@@ -227,6 +230,7 @@ impl GuardedStream {
             head_end: HeadEnd::default(),
             next_request: AtomicBool::new(false),
             client_ip,
+            token_memo: TokenMemo::default(),
             _slot: slot,
         }
     }
@@ -234,6 +238,11 @@ impl GuardedStream {
     /// The client's IP address, for `X-Forwarded-For` (a clone shares its bytes).
     pub fn client_ip(&self) -> Option<&http::HeaderValue> {
         self.client_ip.as_ref()
+    }
+
+    /// The connection's last valid session token, so its next requests need not verify it again.
+    pub fn token_memo(&self) -> &TokenMemo {
+        &self.token_memo
     }
 
     /// Marks the current request finished: the next bytes read start a new request, whose

@@ -121,7 +121,11 @@ impl Proxy {
     /// Reads the request's token once, counting a rejection.
     fn read_token(&self, sessions: &Sessions, session: &Session, ctx: &mut Ctx) {
         ctx.token_read = true;
-        match sessions.find(session.req_header(), ctx.now) {
+        let memo = session
+            .stream()
+            .and_then(GuardedStream::of)
+            .map(GuardedStream::token_memo);
+        match sessions.find(session.req_header(), ctx.now, memo) {
             Presented::Nothing => {}
             Presented::Valid(token) => ctx.session = Some(token),
             Presented::Rejected(reason) => {

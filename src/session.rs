@@ -12,7 +12,7 @@ use pingora_error::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
 
 use crate::config::{LifetimeType, ServiceConfig, SessionConfig, SessionKind};
-use crate::token::{KeyRing, Lifetimes, Reject, ServiceCodec, Session, TOKEN_LEN};
+use crate::token::{KeyRing, Lifetimes, Reject, ServiceCodec, Session, TokenMemo, TOKEN_LEN};
 
 /// Most candidate tokens tried per request: many cookies of our name cost no more than this.
 const MAX_CANDIDATES: usize = 8;
@@ -87,10 +87,15 @@ impl Sessions {
     }
 
     /// Finds our token in the request: every `Cookie` header and every cookie of our name, or
-    /// every value of our header. The first valid one wins.
-    pub fn find(&self, req: &RequestHeader, now: u32) -> Presented {
+    /// every value of our header. The first valid one wins. `memo` is the client connection's
+    /// last valid token, when the connection keeps one.
+    pub fn find(&self, req: &RequestHeader, now: u32, memo: Option<&TokenMemo>) -> Presented {
         let mut first_reject = None;
-        let mut check = |value: &[u8]| match self.codec.decode(value, now) {
+        let decode = |value: &[u8]| match memo {
+            Some(memo) => self.codec.decode_remembered(value, now, memo),
+            None => self.codec.decode(value, now),
+        };
+        let mut check = |value: &[u8]| match decode(value) {
             Ok(session) => Some(session),
             Err(reason) => {
                 first_reject.get_or_insert(reason);

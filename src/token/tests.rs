@@ -352,3 +352,67 @@ fn construction_is_the_documented_siv() {
     assert_eq!(&mac.finalize().into_bytes()[..16], tag);
     assert_eq!(head[0], 2);
 }
+
+#[test]
+fn remembered_decoding_agrees_and_still_judges_lifetimes() {
+    let c = codec();
+    let memo = TokenMemo::default();
+    let t = c.encode(1, NOW - 100, NOW - 10);
+    let first = c.decode_remembered(t.as_bytes(), NOW, &memo).unwrap();
+    assert_eq!(first, c.decode(t.as_bytes(), NOW).unwrap());
+    // Again: from the memo, with the same answer.
+    assert_eq!(c.decode_remembered(t.as_bytes(), NOW, &memo), Ok(first));
+    // Time moves on: idle (last + 60) and absolute (start + 600) still apply to a remembered token.
+    assert_eq!(
+        c.decode_remembered(t.as_bytes(), NOW + 50, &memo),
+        Err(Reject::Idle)
+    );
+    let fresh = c.encode(1, NOW - 100, NOW);
+    c.decode_remembered(fresh.as_bytes(), NOW, &memo).unwrap();
+    assert_eq!(
+        c.decode_remembered(fresh.as_bytes(), NOW + 500, &memo),
+        Err(Reject::Expired)
+    );
+    // A clock that went back before the token was issued: as decode says.
+    assert_eq!(
+        c.decode_remembered(fresh.as_bytes(), NOW - 61, &memo),
+        Err(Reject::Malformed)
+    );
+}
+
+#[test]
+fn remembered_decoding_verifies_other_bytes() {
+    let c = codec();
+    let memo = TokenMemo::default();
+    let t = c.encode(2, NOW - 100, NOW - 10);
+    c.decode_remembered(t.as_bytes(), NOW, &memo).unwrap();
+    // One character changed: not the remembered token, so verified, and refused.
+    let mut forged = t.clone().into_bytes();
+    forged[40] = if forged[40] == b'A' { b'B' } else { b'A' };
+    assert!(c.decode_remembered(&forged, NOW, &memo).is_err());
+    // The refusal did not replace the memo, and the memo did not make the forgery pass.
+    assert!(c.decode_remembered(&forged, NOW, &memo).is_err());
+    assert_eq!(
+        c.decode_remembered(t.as_bytes(), NOW, &memo)
+            .unwrap()
+            .backend,
+        2
+    );
+    // Another valid token replaces it.
+    let other = c.encode(0, NOW - 5, NOW - 5);
+    assert_eq!(
+        c.decode_remembered(other.as_bytes(), NOW, &memo)
+            .unwrap()
+            .backend,
+        0
+    );
+    assert_eq!(
+        memo.0.lock().unwrap().unwrap().0,
+        *<&[u8; TOKEN_LEN]>::try_from(other.as_bytes()).unwrap()
+    );
+    // Any length works, as with decode.
+    assert_eq!(
+        c.decode_remembered(b"short", NOW, &memo),
+        Err(Reject::Malformed)
+    );
+}
