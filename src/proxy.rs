@@ -77,6 +77,8 @@ pub struct Ctx {
     backend: Option<usize>,
     /// Backends that refused a connection during this request.
     refused: Vec<usize>,
+    /// A pooled connection to the chosen backend failed and the request went again to it.
+    retried_stale: bool,
     /// Issue a token whose session began at this time.
     issue_start: Option<u32>,
     /// Status sent by `fail_to_proxy`, when the request ended in an error.
@@ -217,6 +219,7 @@ impl ProxyHttp for Proxy {
             removed_backend: false,
             backend: None,
             refused: Vec::new(),
+            retried_stale: false,
             issue_start: None,
             error_status: 0,
             outcome: SessionOutcome::None,
@@ -297,8 +300,10 @@ impl ProxyHttp for Proxy {
     /// A backend that fails after the connection was made (reset, closed mid-request) before
     /// anything reached the client: an idempotent request whose body can be replayed is retried
     /// on another backend, like a refused connection (HTTP allows retrying idempotent requests).
-    /// Timeouts are not retried: a hanging backend fails within `timeouts.read`, and the health
-    /// check takes it out. Pingora's default retries only on a reused pooled connection.
+    /// A pooled connection failing is first taken for a keep-alive race (the backend closed it
+    /// as it was reused): the request goes once more to the same backend. Timeouts are not
+    /// retried: a hanging backend fails within `timeouts.read`, and the health check takes it
+    /// out. The client hanging up or failing is no fault of the backend's: no retry.
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
@@ -312,16 +317,21 @@ impl ProxyHttp for Proxy {
         let replayable = session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated()
             && session.response_written().is_none();
+        if !replayable || e.esource() != &ErrorSource::Upstream {
+            e.set_retry(false);
+            return e;
+        }
         let connection_failed = matches!(
             e.etype(),
             ConnectionClosed | ReadError | WriteError | ConnectError | ConnectRefused
         );
-        if !replayable {
-            e.set_retry(false);
-            return e;
-        }
         if !connection_failed {
             e.retry.decide_reuse(client_reused);
+            return e;
+        }
+        if client_reused && !ctx.retried_stale {
+            ctx.retried_stale = true;
+            e.set_retry(true);
             return e;
         }
         self.backend_failed(ctx, e)

@@ -158,3 +158,80 @@ fn slow_backend_is_waited_for() {
         assert_eq!(h.join().unwrap(), 200);
     }
 }
+
+/// A client that hangs up while its request waits on the backend is not a backend failure: the
+/// request is not sent again to another backend, and the session is not re-pinned (a load
+/// generator stopping, a browser tab closed).
+#[test]
+fn client_hanging_up_is_not_a_backend_failure() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let t = Tether::start(&sessions_over(&[("a", a.addr), ("b", b.addr)], ""));
+    let first = get(t.listen, "/", &[]).unwrap();
+    let cookie = first
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let (ours, other) = if first.backend() == "a" {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    let (ours_before, other_before) = (ours.requests(), other.requests());
+    let mut client = std::net::TcpStream::connect(t.listen).unwrap();
+    use std::io::Write as _;
+    write!(
+        client,
+        "GET /slow/3000 HTTP/1.1\r\nHost: web\r\nCookie: {cookie}\r\n\r\n"
+    )
+    .unwrap();
+    eventually(Duration::from_secs(5), "request at its backend", || {
+        (ours.requests() > ours_before).then_some(())
+    });
+    drop(client);
+    // Logged once tether is done with the request, retries included.
+    t.wait_for_log(&["/slow/3000"]);
+    assert_eq!(
+        other.requests(),
+        other_before,
+        "sent again to the other backend"
+    );
+    t.assert_metric("tether_session_failed_open_total{service=\"web\"}", 0.0);
+}
+
+/// A backend closing a pooled connection just as tether reuses it (the keep-alive race) is not
+/// a backend failure: the request goes again to the same backend on a new connection, and the
+/// session stays where it is.
+#[test]
+fn keepalive_race_keeps_the_session() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    for backend in [&a, &b] {
+        backend.set_drop_reused(true);
+    }
+    let t = Tether::start(&sessions_over(&[("a", a.addr), ("b", b.addr)], ""));
+    let first = get(t.listen, "/", &[]).unwrap();
+    let cookie = first
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    // The first request's upstream connection is pooled; the backend drops it when reused.
+    for _ in 0..3 {
+        let again = get(t.listen, "/", &[&format!("Cookie: {cookie}")])
+            .unwrap_or_else(|e| panic!("{e}: {}", t.log()));
+        assert_eq!(again.status(), 200);
+        assert_eq!(again.backend(), first.backend(), "session moved");
+        assert!(
+            again
+                .head
+                .headers_named("set-cookie")
+                .iter()
+                .all(|c| !c.starts_with("sid=")),
+            "a new token was issued"
+        );
+    }
+    t.assert_metric("tether_session_failed_open_total{service=\"web\"}", 0.0);
+    t.assert_metric("tether_session_routed_total{service=\"web\"}", 3.0);
+}

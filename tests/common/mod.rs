@@ -54,6 +54,7 @@ struct BackendState {
     conns: Mutex<Vec<TcpStream>>,
     requests: AtomicU64,
     close_each: AtomicBool,
+    drop_reused: AtomicBool,
 }
 
 /// A small HTTP/1.1 server on `127.0.0.1`. Every response carries `x-backend: <name>`.
@@ -86,6 +87,7 @@ impl Backend {
             conns: Mutex::new(Vec::new()),
             requests: AtomicU64::new(0),
             close_each: AtomicBool::new(false),
+            drop_reused: AtomicBool::new(false),
         });
         let st = state.clone();
         thread::spawn(move || {
@@ -124,6 +126,12 @@ impl Backend {
         self.state.close_each.store(close, Ordering::SeqCst);
     }
 
+    /// Closes a kept-alive connection instead of answering its second request, as a backend
+    /// does that closes an idle connection just as the proxy reuses it.
+    pub fn set_drop_reused(&self, drop: bool) {
+        self.state.drop_reused.store(drop, Ordering::SeqCst);
+    }
+
     /// Requests served so far.
     pub fn requests(&self) -> u64 {
         self.state.requests.load(Ordering::SeqCst)
@@ -154,11 +162,18 @@ impl Drop for Backend {
 fn serve(conn: TcpStream, st: Arc<BackendState>) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut out = conn;
+    let mut on_this_connection = 0;
     loop {
         let Some(req) = read_message_head(&mut reader) else {
             return;
         };
+        on_this_connection += 1;
         if st.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        if on_this_connection > 1 && st.drop_reused.load(Ordering::SeqCst) {
+            // `conns` holds a clone of the socket: only a shutdown closes it.
+            let _ = out.shutdown(Shutdown::Both);
             return;
         }
         st.requests.fetch_add(1, Ordering::SeqCst);
