@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Side-by-side load benchmark: HAProxy (cookie insert), a plain Pingora round-robin proxy, and
-tether (cookie sessions), in front of 4 nginx backends, driven by wrk on loopback.
+"""Side-by-side load benchmark: HAProxy (cookie insert), a plain Pingora round-robin proxy,
+tether (cookie sessions) and tether-rr (the same tether process, a service without sessions), in
+front of 4 nginx backends, driven by wrk on loopback.
 
 Each proxy runs one worker thread pinned to CPU 0 (taskset); wrk and nginx run on CPU 1. Two
 modes: `sticky` (every request carries a valid session cookie) and `new` (no cookie: a new
 session each). Runs are interleaved (HAProxy, Pingora, tether, HAProxy, ...) and repeated; the
-table shows medians and the ratios tether/HAProxy and tether/Pingora from the same run.
+table shows medians and the ratios of tether to each other proxy from the same run.
 
     benches/load/run.py [--duration 10] [--rounds 3] [--connections 64] [--memory]
 
@@ -26,7 +27,11 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.path.join(ROOT, "target", "loadbench")
 BACKEND_PORTS = [19081, 19082, 19083, 19084]
-PORTS = {"haproxy": 19100, "pingora": 19101, "tether": 19102}
+PORTS = {"haproxy": 19100, "pingora": 19101, "tether": 19102, "tether-rr": 19103}
+# Proxies --proxies may name, in driving order. tether-rr is a second service of the same tether
+# process without session persistence (round robin, X-Forwarded-*, timeouts and log alike): its
+# ratio to tether is what stickiness itself costs.
+PROXIES = ("haproxy", "pingora", "tether", "tether-rr")
 TETHER_ADMIN = 19199
 PROXY_CPU, LOAD_CPU = "0", "1"
 
@@ -164,6 +169,10 @@ services:
       name: _srv_id
       absolute_timeout: 8h
       idle_timeout: 30m
+  - name: bench-rr
+    listen: 127.0.0.1:{PORTS['tether-rr']}
+    backends:
+{backend_lines}
 """)
     # As systemd/tether.service and the Dockerfile run it (mimalloc commits memory as used).
     env = dict(os.environ, BENCH_SESSION_KEY="load-bench-key-not-a-secret-0123456789", RUST_LOG="warn")
@@ -175,21 +184,54 @@ services:
     time.sleep(1.5)  # first health checks
 
 
+def http_get_body(port):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.read().decode(), r.headers
+
+
 def cookies():
-    """A valid session cookie for each proxy (sticky mode)."""
-    out = {"haproxy": "SRV=s1"}
-    _, headers = http_get(PORTS["tether"])
-    tether = headers.get("Set-Cookie").split(";")[0]
-    out["tether"] = tether
-    # The plain proxy ignores cookies; it gets one of the same size so requests match.
-    out["pingora"] = tether
+    """Valid session cookies for each proxy (sticky mode), one per backend: sessions spread over
+    the backends as real clients' do (all on one backend is a different, slower workload)."""
+    tether = {}
+    for _ in range(40):
+        body, headers = http_get_body(PORTS["tether"])
+        tether.setdefault(body.strip(), headers.get("Set-Cookie").split(";")[0])
+        if len(tether) == len(BACKEND_PORTS):
+            break
+    else:
+        raise RuntimeError(f"tether pinned sessions to only {sorted(tether)}")
+    out = {"haproxy": [f"SRV=s{i}" for i in range(1, len(BACKEND_PORTS) + 1)], "tether": sorted(tether.values())}
+    # The proxies without sessions ignore cookies; they get tether's so requests match.
+    out["pingora"] = out["tether-rr"] = out["tether"]
     return out
 
 
-def wrk(port, duration, connections, cookie):
-    argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
-    if cookie:
-        argv += ["-H", f"Cookie: {cookie}"]
+# wrk runs one thread per backend; thread i sends cookie i on each of its connections.
+WRK_THREADS = len(BACKEND_PORTS)
+
+
+def wrk_script(cookies):
+    """A wrk script giving thread i the cookie i (a static request: no Lua per request)."""
+    path = os.path.join(WORK, "sticky.lua")
+    listed = ", ".join(f'"{c}"' for c in cookies)
+    write("sticky.lua", f"""local cookies = {{{listed}}}
+local n = 0
+function setup(thread)
+  n = n + 1
+  thread:set("cookie", cookies[(n - 1) % #cookies + 1])
+end
+function init(args)
+  wrk.headers["Cookie"] = cookie
+end
+""")
+    return path
+
+
+def wrk(port, duration, connections, cookies):
+    argv = ["taskset", "-c", LOAD_CPU, "wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
+    if cookies:
+        argv += ["-s", wrk_script(cookies)]
     argv.append(f"http://127.0.0.1:{port}/")
     out = subprocess.run(argv, capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -207,6 +249,19 @@ def wrk(port, duration, connections, cookie):
     return {"rps": rps, "p50": latency(50), "p99": latency(99), "errors": errors}
 
 
+def pid_of(procs, name):
+    """The process serving proxy `name` (tether-rr is a service of the tether process)."""
+    process = "tether" if name == "tether-rr" else name
+    return next(p.pid for n, p in procs.procs if n == process)
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time of process `pid` (all threads) so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
@@ -216,7 +271,7 @@ def memory(procs, duration):
     print("\nMemory (VmRSS): idle, then under 5,000 concurrent keep-alive connections")
     rows = []
     for name in ("haproxy", "pingora", "tether"):
-        pid = next(p.pid for n, p in procs.procs if n == name)
+        pid = pid_of(procs, name)
         idle = rss_kb(pid)
         load = subprocess.Popen(["sh", "-c", f"ulimit -n 20000; taskset -c {LOAD_CPU} wrk -t1 -c5000 -d{duration}s --timeout 10s http://127.0.0.1:{PORTS[name]}/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         peak = idle
@@ -236,12 +291,12 @@ def ensure_inferno():
     return shutil.which("inferno-flamegraph") and shutil.which("inferno-collapse-perf")
 
 
-def profile(procs, args, jar):
-    """Records tether and the plain Pingora proxy in turn under the same load (cpu-clock, DWARF
-    call graphs): a flat report by symbol for each, and flamegraphs to compare side by side."""
+def profile(procs, args, jar, names):
+    """Records the proxies in turn under the same load (cpu-clock, DWARF call graphs): a flat
+    report by symbol for each, and flamegraphs to compare side by side."""
     inferno = ensure_inferno()
-    for name in ("pingora", "tether"):
-        pid = next(p.pid for n, p in procs.procs if n == name)
+    for name in names:
+        pid = pid_of(procs, name)
         data = os.path.join(WORK, f"perf-{name}.data")
         perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "997", "--call-graph", "dwarf,8192", "-p", str(pid), "-o", data, "--", "sleep", str(args.duration)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cookie = jar[name] if args.profile == "sticky" else None
@@ -256,10 +311,11 @@ def profile(procs, args, jar):
             svg = os.path.join(WORK, f"flamegraph-{name}-{args.profile}.svg")
             sh(f"perf script -i {data} 2>/dev/null | inferno-collapse-perf > {data}.folded && inferno-flamegraph --title '{name} {args.profile}' < {data}.folded > {svg}")
             print(f"flamegraph: {svg}")
-    if inferno:
+    if inferno and len(names) > 1:
+        base, other = names[0], names[-1]
         diff = os.path.join(WORK, f"flamegraph-diff-{args.profile}.svg")
-        sh(f"inferno-diff-folded {WORK}/perf-pingora.data.folded {WORK}/perf-tether.data.folded | inferno-flamegraph --title 'pingora -> tether ({args.profile})' > {diff}")
-        print(f"differential flamegraph (red: more in tether): {diff}")
+        sh(f"inferno-diff-folded {WORK}/perf-{base}.data.folded {WORK}/perf-{other}.data.folded | inferno-flamegraph --title '{base} -> {other} ({args.profile})' > {diff}")
+        print(f"differential flamegraph (red: more in {other}): {diff}")
 
 
 def main():
@@ -267,15 +323,18 @@ def main():
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions")
     ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--proxies", default="haproxy,pingora,tether", help="comma-separated subset to drive")
+    ap.add_argument("--proxies", help=f"comma-separated subset of {','.join(PROXIES)} to drive (default: all; with --profile: pingora,tether)")
     ap.add_argument("--modes", default="sticky,new", help="comma-separated subset of sticky,new")
     ap.add_argument("--tether-set", action="append", default=[], metavar="KEY=VALUE",
                     help="a top-level setting for tether's config (repeatable), e.g. work_stealing=false")
     ap.add_argument("--tether-env", action="append", default=[], metavar="KEY=VALUE",
                     help="an environment variable for tether (repeatable), e.g. RUST_LOG=info")
     ap.add_argument("--memory", action="store_true", help="also measure RSS under 5,000 connections")
-    ap.add_argument("--profile", choices=["sticky", "new"], help="only profile plain Pingora and tether (perf record -e cpu-clock, flamegraphs) in this mode")
+    ap.add_argument("--profile", choices=["sticky", "new"], help="only profile (perf record -e cpu-clock, flamegraphs) the --proxies in this mode")
     args = ap.parse_args()
+    unknown = set((args.proxies or "").split(",")) - set(PROXIES) - {""}
+    if unknown:
+        ap.error(f"unknown proxies: {', '.join(sorted(unknown))} (known: {', '.join(PROXIES)})")
     os.makedirs(WORK, exist_ok=True)
     ensure_tools()
     procs = Procs()
@@ -283,28 +342,33 @@ def main():
         start_all(procs, args.tether_set, args.tether_env)
         jar = cookies()
         if args.profile:
-            profile(procs, args, jar)
+            # In the order given: the differential flamegraph goes from the first to the last.
+            profile(procs, args, jar, [n for n in (args.proxies or "pingora,tether").split(",") if n != "haproxy"])
             return
-        names = [n for n in ("haproxy", "pingora", "tether") if n in args.proxies.split(",")]
+        names = [n for n in PROXIES if n in (args.proxies or ",".join(PROXIES)).split(",")]
         modes = [m for m in ("sticky", "new") if m in args.modes.split(",")]
         results = {}
         for r in range(args.rounds):
             for mode in modes:
                 for name in names:
                     cookie = jar[name] if mode == "sticky" else None
+                    pid = pid_of(procs, name)
+                    cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
                     res = wrk(PORTS[name], args.duration, args.connections, cookie)
+                    # The proxy's CPU use while driven: near 100% means it is the bottleneck.
+                    res["cpu"] = 100 * (cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
                     results.setdefault((name, mode), []).append(res)
-                    print(f"round {r + 1} {mode:6} {name:8} {res['rps']:10.0f} req/s  p50 {res['p50']:.3f} ms  p99 {res['p99']:.3f} ms  errors {res['errors']}", flush=True)
+                    print(f"round {r + 1} {mode:6} {name:9} {res['rps']:10.0f} req/s  p50 {res['p50']:.3f} ms  p99 {res['p99']:.3f} ms  errors {res['errors']}  proxy cpu {res['cpu']:.0f}%", flush=True)
         print(f"\nMedians of {args.rounds} rounds, {args.duration} s each, {args.connections} keep-alive connections, proxies pinned to CPU {PROXY_CPU}, wrk and nginx to CPU {LOAD_CPU}")
-        print(f"{'mode':7} {'proxy':8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+        print(f"{'mode':7} {'proxy':9} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'cpu %':>6}")
         med = {}
         for mode in modes:
             for name in names:
                 runs = results[(name, mode)]
-                m = {k: statistics.median(x[k] for x in runs) for k in ("rps", "p50", "p99")}
+                m = {k: statistics.median(x[k] for x in runs) for k in ("rps", "p50", "p99", "cpu")}
                 m["errors"] = sum(x["errors"] for x in runs)
                 med[(name, mode)] = m
-                print(f"{mode:7} {name:8} {m['rps']:10.0f} {m['p50']:8.3f} {m['p99']:8.3f} {m['errors']:7d}")
+                print(f"{mode:7} {name:9} {m['rps']:10.0f} {m['p50']:8.3f} {m['p99']:8.3f} {m['errors']:7d} {m['cpu']:6.0f}")
         print("\nRatios (tether / other), same run: of the medians, and the median of each round's ratio")
         print("(rounds run back to back, so a per-round ratio is less affected by the machine's drift):")
         for mode in modes if "tether" in names else []:
@@ -317,7 +381,13 @@ def main():
                 paired_p99 = statistics.median(
                     a["p99"] / b["p99"] for a, b in zip(results[("tether", mode)], results[(other, mode)])
                 )
-                print(f"  {mode:7} vs {other:8} throughput {t['rps'] / o['rps']:.3f}x (per round {paired:.3f}x)   p99 {t['p99'] / o['p99']:.3f}x (per round {paired_p99:.3f}x)")
+                print(f"  {mode:7} vs {other:9} throughput {t['rps'] / o['rps']:.3f}x (per round {paired:.3f}x)   p99 {t['p99'] / o['p99']:.3f}x (per round {paired_p99:.3f}x)")
+        if "tether" in names:
+            # A check on the load itself: sticky requests must have been routed by their token.
+            with urllib.request.urlopen(f"http://127.0.0.1:{TETHER_ADMIN}/metrics", timeout=5) as r:
+                text = r.read().decode()
+            counts = {m.group(1): float(m.group(2)) for m in re.finditer(r'^tether_session_(\w+)_total\{service="bench"[^}]*\} (\S+)', text, re.M)}
+            print("tether sessions: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(counts.items())))
         if args.memory:
             memory(procs, max(5, args.duration))
     finally:
