@@ -349,6 +349,9 @@ def main():
         modes = [m for m in ("sticky", "new") if m in args.modes.split(",")]
         results = {}
         for r in range(args.rounds):
+            # Fresh tokens each round: with idle_timeout 30m tether re-issues a token older than
+            # 3 minutes on every request (wrk never takes the new one), which is not this load.
+            jar = cookies() if r else jar
             for mode in modes:
                 for name in names:
                     cookie = jar[name] if mode == "sticky" else None
