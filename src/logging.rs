@@ -31,6 +31,8 @@ static BATCHING: AtomicBool = AtomicBool::new(false);
 pub fn init() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .target(env_logger::Target::Pipe(Box::new(BatchedStderr)))
+        // Messages are one line: no wrapper scanning every piece for newlines to indent.
+        .format_indent(None)
         .init();
 }
 
