@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -29,11 +29,11 @@ pub type HealthService = GenBackgroundService<LoadBalancer<RoundRobin>>;
 pub struct Upstreams {
     /// The service's config.
     pub config: ServiceConfig,
-    lb: Arc<LoadBalancer<RoundRobin>>,
-    /// Pingora's view of each configured backend, in config order.
-    backends: Vec<Backend>,
     /// Peer templates (address and timeouts), in config order.
     peers: Vec<HttpPeer>,
+    /// Each backend's health as the probes last reported it, in config order: a load per
+    /// request instead of Pingora's lookup (an `ArcSwap` load and two hashes of the backend).
+    health: Arc<[AtomicBool]>,
     /// Indexes of active backends, each repeated by weight, smoothly interleaved.
     schedule: Vec<usize>,
     cursor: AtomicUsize,
@@ -43,21 +43,26 @@ impl Upstreams {
     /// Builds the upstreams of a service and the background service that keeps their health.
     /// The returned service must be added to the server, or health is never probed.
     pub fn build(config: &ServiceConfig) -> Result<(Arc<Upstreams>, HealthService)> {
-        let backends: Vec<Backend> = config
+        let set: BTreeSet<Backend> = config
             .backends
             .iter()
             .map(|b| Backend::new_with_weight(&b.socket_addr.to_string(), b.weight))
             .collect::<Result<_>>()?;
-        let set: BTreeSet<Backend> = backends.iter().cloned().collect();
         let mut lb =
             LoadBalancer::<RoundRobin>::from_backends(Backends::new(discovery::Static::new(set)));
+        // Healthy until a probe says otherwise, as Pingora starts each backend.
+        let health: Arc<[AtomicBool]> = config
+            .backends
+            .iter()
+            .map(|_| AtomicBool::new(true))
+            .collect();
         // Static membership: one discovery pass; probes repeat at the configured interval.
         lb.update_frequency = None;
         lb.parallel_health_check = true;
         match &config.health_check.kind {
             HealthCheckKind::None => lb.health_check_frequency = None,
             _ => {
-                lb.set_health_check(Box::new(Probe::new(config)?));
+                lb.set_health_check(Box::new(Probe::new(config, health.clone())?));
                 lb.health_check_frequency = Some(config.health_check.interval);
             }
         }
@@ -69,9 +74,8 @@ impl Upstreams {
             .collect();
         let upstreams = Upstreams {
             config: config.clone(),
-            lb: service.task(),
-            backends,
             peers,
+            health,
             schedule: smooth_schedule(&config.backends),
             cursor: AtomicUsize::new(0),
         };
@@ -80,12 +84,12 @@ impl Upstreams {
 
     /// Number of configured backends.
     pub fn len(&self) -> usize {
-        self.backends.len()
+        self.peers.len()
     }
 
     /// True when the service has no backends (config forbids it; here for completeness).
     pub fn is_empty(&self) -> bool {
-        self.backends.is_empty()
+        self.peers.is_empty()
     }
 
     /// The config of backend `idx`.
@@ -93,9 +97,9 @@ impl Upstreams {
         &self.config.backends[idx]
     }
 
-    /// Whether backend `idx` passes its health check (before the first discovery: not yet).
+    /// Whether backend `idx` passes its health check.
     pub fn is_healthy(&self, idx: usize) -> bool {
-        self.lb.backends().ready(&self.backends[idx])
+        self.health[idx].load(Ordering::Relaxed)
     }
 
     /// Picks a healthy `active` backend for a new session by weighted round robin, skipping
@@ -175,6 +179,9 @@ fn gcd(a: usize, b: usize) -> usize {
 struct Probe {
     kind: ProbeKind,
     summaries: HashMap<SocketAddr, String>,
+    /// [`Upstreams`]' health flags, and which of them each address sets.
+    health: Arc<[AtomicBool]>,
+    indexes: HashMap<SocketAddr, Vec<usize>>,
     healthy_threshold: usize,
     unhealthy_threshold: usize,
 }
@@ -186,7 +193,7 @@ enum ProbeKind {
 }
 
 impl Probe {
-    fn new(config: &ServiceConfig) -> Result<Probe> {
+    fn new(config: &ServiceConfig, health: Arc<[AtomicBool]>) -> Result<Probe> {
         let hc = &config.health_check;
         let kind = match &hc.kind {
             HealthCheckKind::Http {
@@ -239,9 +246,15 @@ impl Probe {
                 (b.socket_addr, summary)
             })
             .collect();
+        let mut indexes: HashMap<SocketAddr, Vec<usize>> = HashMap::new();
+        for (idx, b) in config.backends.iter().enumerate() {
+            indexes.entry(b.socket_addr).or_default().push(idx);
+        }
         Ok(Probe {
             kind,
             summaries,
+            health,
+            indexes,
             healthy_threshold: hc.healthy_threshold,
             unhealthy_threshold: hc.unhealthy_threshold,
         })
@@ -267,6 +280,14 @@ impl HealthCheck for Probe {
             let cause = e.root_cause().to_string();
             Error::explain(e.etype().clone(), cause)
         })
+    }
+
+    /// Pingora calls this on every flip, right after recording it.
+    async fn health_status_change(&self, target: &Backend, healthy: bool) {
+        let indexes = target.addr.as_inet().and_then(|a| self.indexes.get(a));
+        for &idx in indexes.into_iter().flatten() {
+            self.health[idx].store(healthy, Ordering::Relaxed);
+        }
     }
 
     fn backend_summary(&self, target: &Backend) -> String {
