@@ -287,6 +287,38 @@ fn idle_timeout_ends_only_unused_sessions() {
     );
 }
 
+/// On a kept-alive connection a token is verified once and then remembered; its lifetimes still
+/// apply to every request: a client that keeps sending it, never taking the refreshed one, loses
+/// the session at `idle_timeout`.
+#[test]
+fn remembered_token_still_goes_idle() {
+    let (_backends, services) = backends_and_service(
+        2,
+        "idle",
+        "      type: Cookie\n      name: sid\n      idle_timeout: 1s\n",
+    );
+    let t = Tether::start(&services);
+    let first = get(t.listen, "/", &[]).unwrap();
+    let cookie = cookie_header("sid", &set_cookie_value(&first, "sid").unwrap());
+    let mut conn = Conn::open(t.listen).unwrap();
+    let routed = conn.get("/", &[&cookie]).unwrap();
+    assert_eq!(routed.backend(), first.backend());
+    assert_eq!(set_cookie_value(&routed, "sid"), None);
+    let idle = "tether_session_rejected_total{reason=\"idle\",service=\"idle\"}";
+    let ended = eventually(Duration::from_secs(5), "the same token to go idle", || {
+        let r = conn.get("/", &[&cookie]).unwrap();
+        set_cookie_value(&r, "sid").map(|_| r)
+    });
+    assert_eq!(ended.status(), 200);
+    t.assert_metric(idle, 1.0);
+    assert!(
+        t.metric("tether_session_routed_total{service=\"idle\"}")
+            .unwrap()
+            >= 2.0,
+        "the token was honoured on the connection before it went idle"
+    );
+}
+
 /// Two processes with the same keys honour each other's tokens; a different key does not.
 #[test]
 fn instances_sharing_keys_honour_each_others_tokens() {
