@@ -80,35 +80,35 @@ const OVERLOADED: &[u8] =
 
 #[async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
+    /// Serves a connection. Pingora's HTTP app serves the requests of a kept-alive connection in
+    /// its own loop; should an app hand the connection back, its next request is served here, as
+    /// Pingora's listener loop would, still guarded.
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let stream: Stream = if stream.as_any().is::<GuardedStream>() {
-            // A kept-alive connection back for its next request.
-            let guarded = stream
-                .into_any()
-                .downcast::<GuardedStream>()
-                .expect("checked above");
-            guarded.request_done();
-            guarded
-        } else {
-            let mut raw = stream;
-            let local = raw
-                .get_socket_digest()
-                .and_then(|d| d.local_addr().and_then(|a| a.as_inet().copied()));
-            let counter = self.counter(local);
-            let open = counter.fetch_add(1, Ordering::AcqRel) + 1;
-            let slot = ConnectionSlot(counter.clone());
-            if open > self.limits.max_connections {
-                let _ = raw.write_all(OVERLOADED).await;
-                let _ = raw.flush().await;
-                return None;
+        let mut raw = stream;
+        let local = raw
+            .get_socket_digest()
+            .and_then(|d| d.local_addr().and_then(|a| a.as_inet().copied()));
+        let counter = self.counter(local);
+        let open = counter.fetch_add(1, Ordering::AcqRel) + 1;
+        let slot = ConnectionSlot(counter.clone());
+        if open > self.limits.max_connections {
+            let _ = raw.write_all(OVERLOADED).await;
+            let _ = raw.flush().await;
+            return None;
+        }
+        let mut stream: Stream = Box::new(GuardedStream::new(raw, &self.limits, slot));
+        while let Some(kept_alive) = self.inner.process_new(stream, shutdown).await {
+            // Back for its next request (the proxy marks requests done in its logging phase).
+            if let Some(guard) = GuardedStream::of(&kept_alive) {
+                guard.request_done();
             }
-            Box::new(GuardedStream::new(raw, &self.limits, slot))
-        };
-        self.inner.process_new(stream, shutdown).await
+            stream = kept_alive;
+        }
+        None
     }
 
     async fn cleanup(&self) {
