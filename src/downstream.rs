@@ -246,8 +246,9 @@ impl GuardedStream {
     }
 
     /// Marks the current request finished: the next bytes read start a new request, whose
-    /// header deadline runs from its first byte (armed when a read first waits mid-head). Pingora serves the requests of a kept-alive
-    /// connection in its own loop, so the proxy calls this from its logging phase.
+    /// header deadline runs from its first byte (armed when a read first waits mid-head).
+    /// Pingora serves the requests of a kept-alive connection in its own loop, so the proxy
+    /// calls this from its logging phase.
     pub fn request_done(&self) {
         self.next_request.store(true, Ordering::Release);
     }

@@ -136,34 +136,38 @@ impl Sessions {
                 let name = self.config.name.as_bytes();
                 let mut lines = req.headers.get_all(COOKIE).iter();
                 if let (Some(line), None) = (lines.next(), lines.next()) {
-                    // One Cookie line, the usual case: remove it or replace its value, with
-                    // one pass to size the rest and a second only when something is kept.
-                    let mut kept_len = 0;
-                    if !kept_pieces(line.as_bytes(), name, |piece| kept_len += piece.len()) {
-                        return Ok(());
+                    // One Cookie line, the usual case: replaced in place, or removed when it
+                    // held only ours.
+                    match without_ours(line.as_bytes(), name) {
+                        None => {}
+                        Some(kept) if kept.is_empty() => {
+                            req.remove_header(&COOKIE);
+                        }
+                        Some(kept) => req.insert_header("Cookie", kept)?,
                     }
-                    if kept_len == 0 {
-                        req.remove_header(&COOKIE);
-                        return Ok(());
-                    }
-                    let mut kept = Vec::with_capacity(kept_len);
-                    kept_pieces(line.as_bytes(), name, |piece| kept.extend_from_slice(piece));
-                    return req.insert_header("Cookie", kept);
-                }
-                let ours = |h: &HeaderValue| cookie_values(h.as_bytes(), name).next().is_some();
-                if !req.headers.get_all(COOKIE).iter().any(ours) {
                     return Ok(());
                 }
-                let kept: Vec<Vec<u8>> = req
+                let lines: Vec<(HeaderValue, Option<Vec<u8>>)> = req
                     .headers
                     .get_all(COOKIE)
                     .iter()
-                    .map(|h| without_cookie(h.as_bytes(), name))
-                    .filter(|v| !v.is_empty())
+                    .map(|line| (line.clone(), without_ours(line.as_bytes(), name)))
                     .collect();
+                if lines.iter().all(|(_, stripped)| stripped.is_none()) {
+                    return Ok(());
+                }
                 req.remove_header(&COOKIE);
-                for value in kept {
-                    req.append_header("Cookie", value)?;
+                for (line, stripped) in lines {
+                    match stripped {
+                        None => {
+                            req.append_header("Cookie", line)?;
+                        }
+                        Some(kept) if !kept.is_empty() => {
+                            req.append_header("Cookie", kept)?;
+                        }
+                        // It held only ours: the line goes.
+                        Some(_) => {}
+                    }
                 }
             }
         }
@@ -254,12 +258,7 @@ fn decimal_digits(n: u32) -> usize {
 /// spaces and quotes, strict about the name) and yields the values of cookies named `name`.
 pub fn cookie_values<'a>(header: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
     pairs(header).filter_map(move |pair| {
-        let pair = pair.trim_ascii();
-        let eq = memchr::memchr(b'=', pair)?;
-        if pair[..eq].trim_ascii() != name {
-            return None;
-        }
-        let value = pair[eq + 1..].trim_ascii();
+        let value = value_if_named(pair, name)?;
         Some(
             value
                 .strip_prefix(b"\"")
@@ -267,6 +266,14 @@ pub fn cookie_values<'a>(header: &'a [u8], name: &'a [u8]) -> impl Iterator<Item
                 .unwrap_or(value),
         )
     })
+}
+
+/// The value of one `name=value` pair (spaces around either trimmed), if it is named `name`.
+#[inline]
+fn value_if_named<'a>(pair: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let pair = pair.trim_ascii();
+    let eq = memchr::memchr(b'=', pair)?;
+    (pair[..eq].trim_ascii() == name).then(|| pair[eq + 1..].trim_ascii())
 }
 
 /// The `;`-separated pieces of a `Cookie` header value, untrimmed (as `split` on `;` would
@@ -291,11 +298,21 @@ fn pairs(header: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// The `Cookie` header value without the cookies named `name`; every other byte kept. The
 /// result is allocated at its exact size, so it becomes a header value without another copy.
 pub fn without_cookie(header: &[u8], name: &[u8]) -> Vec<u8> {
+    without_ours(header, name).unwrap_or_else(|| header.to_vec())
+}
+
+/// As [`without_cookie`], but `None` when there is no cookie named `name` (nothing to rewrite).
+fn without_ours(header: &[u8], name: &[u8]) -> Option<Vec<u8>> {
     let mut len = 0;
-    kept_pieces(header, name, |piece| len += piece.len());
+    if !kept_pieces(header, name, |piece| len += piece.len()) {
+        return None;
+    }
+    if len == 0 {
+        return Some(Vec::new());
+    }
     let mut out = Vec::with_capacity(len);
     kept_pieces(header, name, |piece| out.extend_from_slice(piece));
-    out
+    Some(out)
 }
 
 /// Calls `emit` with the pieces of `header` that remain once the cookies named `name` are gone;
@@ -304,10 +321,7 @@ fn kept_pieces(header: &[u8], name: &[u8], mut emit: impl FnMut(&[u8])) -> bool 
     let mut first = true;
     let mut removed = false;
     for pair in pairs(header) {
-        let trimmed = pair.trim_ascii();
-        let is_ours =
-            memchr::memchr(b'=', trimmed).is_some_and(|eq| trimmed[..eq].trim_ascii() == name);
-        if is_ours {
+        if value_if_named(pair, name).is_some() {
             removed = true;
             continue;
         }
@@ -389,6 +403,27 @@ mod tests {
         assert_eq!(stripped("a=1; s=x; b=2"), ["a=1; b=2"]);
         // Not ours: left exactly as sent, including oddities that a rewrite would change.
         assert_eq!(stripped(";a=1;; sx=2"), [";a=1;; sx=2"]);
+    }
+
+    #[test]
+    fn strip_of_several_cookie_lines() {
+        let cookie = sessions("{type: cookie, name: s}");
+        let stripped = |lines: &[&str]| {
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+            for line in lines {
+                req.append_header("Cookie", *line).unwrap();
+            }
+            cookie.strip(&mut req).unwrap();
+            let kept: Vec<_> = req.headers.get_all(COOKIE).iter().cloned().collect();
+            kept
+        };
+        // Lines without ours stay as sent, in order; a line of only ours goes.
+        assert_eq!(
+            stripped(&[";a=1", "s=x", " b=2; s=y; c=3"]),
+            [";a=1", "b=2; c=3"]
+        );
+        assert_eq!(stripped(&[";a=1", " b=2"]), [";a=1", " b=2"]);
+        assert!(stripped(&["s=x", "s=y"]).is_empty());
     }
 
     #[test]
