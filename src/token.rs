@@ -10,9 +10,9 @@
 //! with CMAC; here HMAC-SHA256 is the PRF): `tag = HMAC-SHA256(mac key, header | nonce |
 //! payload)[..16]`, and the payload is encrypted with AES-256-CTR whose initial counter block is
 //! the tag (32-bit big-endian counter in its last four bytes). Primitives and mode are
-//! RustCrypto's (`hmac`, `sha2`, `aes`, `ctr`). Both keys are fixed per ring key, so nothing is derived per token: decode+verify is
-//! one HMAC over one SHA-256 block and two AES blocks (AES-GCM-SIV, used before, derives two
-//! keys per message and cost three times as much).
+//! RustCrypto's (`hmac`, `sha2`, `aes`, `ctr`). Both keys are fixed per ring key, so nothing is
+//! derived per token: decode+verify is one HMAC over one SHA-256 block and two AES blocks
+//! (AES-GCM-SIV, used before, derives two keys per message and cost three times as much).
 //!
 //! 51 bytes, base64url without padding: 68 characters of `[A-Za-z0-9_-]`. 51 is a multiple of
 //! 3, so the encoding has no spare bits: every character change changes the bytes.

@@ -668,20 +668,16 @@ impl Tether {
     }
 
     /// The log once it contains one of `needles` (lines are written in batches, within
-    /// 100 ms); panics with the log after a deadline.
+    /// 100 ms).
     pub fn wait_for_log(&self, needles: &[&str]) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let log = self.log();
-            if needles.iter().any(|n| log.contains(n)) {
-                return log;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "none of {needles:?} in the log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually(
+            Duration::from_secs(5),
+            &format!("one of {needles:?} in the log"),
+            || {
+                let log = self.log();
+                needles.iter().any(|n| log.contains(n)).then_some(log)
+            },
+        )
     }
 
     /// `GET /status` as JSON text.
