@@ -239,7 +239,7 @@ fn main() {
         return; // cargo bench --list
     }
     let backend = backend();
-    let (plain, sticky) = (free_port(), free_port());
+    let (plain, sticky, lower) = (free_port(), free_port(), free_port());
     let yaml = format!(
         "version: 1\nthreads: 1\ngrace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 0
 pid_file: /tmp/tether-allocs-{pid}.pid\nupgrade_sock: /tmp/tether-allocs-{pid}.sock
@@ -247,6 +247,9 @@ session_keys:\n  - id: k1\n    secret_env: ALLOCS_KEY
 services:
   - name: plain\n    listen: 127.0.0.1:{plain}\n    backends: [{backend}]\n    health_check: {{type: none}}
   - name: sticky\n    listen: 127.0.0.1:{sticky}\n    backends: [{backend}]\n    health_check: {{type: none}}
+    session_persistence: {{type: Cookie, name: sid, absolute_timeout: 8h, idle_timeout: 30m}}
+  - name: lower\n    listen: 127.0.0.1:{lower}\n    backends: [{backend}]\n    health_check: {{type: none}}
+    preserve_header_case: false
     session_persistence: {{type: Cookie, name: sid, absolute_timeout: 8h, idle_timeout: 30m}}
 ",
         pid = std::process::id()
@@ -259,8 +262,12 @@ services:
     std::thread::spawn(move || server.run_forever());
     let plain_addr: SocketAddr = format!("127.0.0.1:{plain}").parse().unwrap();
     let sticky_addr: SocketAddr = format!("127.0.0.1:{sticky}").parse().unwrap();
+    let lower_addr: SocketAddr = format!("127.0.0.1:{lower}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(sticky_addr).is_err() || TcpStream::connect(plain_addr).is_err() {
+    while [plain_addr, sticky_addr, lower_addr]
+        .iter()
+        .any(|a| TcpStream::connect(a).is_err())
+    {
         assert!(Instant::now() < deadline, "tether did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -299,6 +306,11 @@ services:
     println!(
         "  sticky, new session each     {:6.1}",
         measure(sticky_addr, get, n)
+    );
+    // Both services take the same key ring, so the token is valid here too.
+    println!(
+        "  sticky, valid cookie, preserve_header_case: false {:6.1}",
+        measure(lower_addr, with_cookie.as_bytes(), n)
     );
     if std::env::args().any(|a| a == "--trace") {
         trace("plain Pingora", baseline, get, 100);

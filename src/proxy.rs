@@ -186,6 +186,21 @@ impl Proxy {
     }
 }
 
+/// Forgets the case the client wrote header names in, so that Pingora keeps one header map
+/// instead of two (names go out lowercase, a few standard ones title-cased, as HTTP/2 would
+/// carry them). Only for an origin-form target (`/path?query`, valid UTF-8): the request line
+/// is then rebuilt from the URI byte for byte; any other target keeps its exact bytes and its
+/// header case.
+fn drop_header_case(req: &mut RequestHeader) {
+    if !req.has_case() || !req.raw_path_is_utf8() || req.raw_path().first() != Some(&b'/') {
+        return;
+    }
+    // Moves the parts out (no copy) and puts them back without the case map.
+    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let parts: http::request::Parts = std::mem::replace(req, placeholder).into();
+    *req = RequestHeader::from(parts);
+}
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Appends the client address to any `X-Forwarded-For` the client sent, as one field line.
@@ -345,6 +360,9 @@ impl ProxyHttp for Proxy {
         upstream_request: &mut RequestHeader,
         _ctx: &mut Ctx,
     ) -> Result<()> {
+        if !self.upstreams.config.preserve_header_case {
+            drop_header_case(upstream_request);
+        }
         if let Some(sessions) = &self.sessions {
             sessions.strip(upstream_request)?;
         }
@@ -481,6 +499,52 @@ impl std::fmt::Display for Millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn wire(req: &RequestHeader) -> String {
+        let mut buf = Vec::new();
+        req.header_to_h1_wire(&mut buf);
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn dropping_header_case_keeps_the_request_otherwise() {
+        let mut req = RequestHeader::build("POST", b"/a/b?c=1&d", None).unwrap();
+        req.append_header("Host", "example.com").unwrap();
+        req.append_header("X-Custom-Thing", "Value One").unwrap();
+        req.append_header("Cookie", "a=1; B=2").unwrap();
+        req.append_header("x-custom-thing", "Value Two").unwrap();
+        assert!(wire(&req).contains("X-Custom-Thing: Value One\r\n"));
+
+        drop_header_case(&mut req);
+        assert!(!req.has_case());
+        assert_eq!(req.method, http::Method::POST);
+        assert_eq!(req.raw_path(), b"/a/b?c=1&d");
+        assert_eq!(req.version, http::Version::HTTP_11);
+        assert_eq!(
+            wire(&req),
+            "Host: example.com\r\nx-custom-thing: Value One\r\n\
+             x-custom-thing: Value Two\r\ncookie: a=1; B=2\r\n"
+        );
+        // Headers added afterwards go into the one map.
+        req.insert_header("X-Forwarded-Proto", "http").unwrap();
+        assert!(wire(&req).ends_with("x-forwarded-proto: http\r\n"));
+    }
+
+    #[test]
+    fn other_targets_keep_their_bytes_and_header_case() {
+        for target in [
+            &b"http://example.com/p?q"[..],
+            b"/caf\xe9",
+            b"example.com:443",
+        ] {
+            let mut req = RequestHeader::build("GET", target, None).unwrap();
+            req.append_header("X-Custom-Thing", "v").unwrap();
+            drop_header_case(&mut req);
+            assert!(req.has_case(), "{target:?}");
+            assert_eq!(req.raw_path(), target);
+            assert_eq!(wire(&req), "X-Custom-Thing: v\r\n");
+        }
+    }
 
     #[test]
     fn millis_have_three_decimals() {

@@ -162,6 +162,54 @@ fn forwarded_headers_are_added_and_host_kept() {
     assert!(has("Host: test.local"), "{seen}");
 }
 
+/// Header names reach the backend as the client wrote them, or lowercase (a few standard ones
+/// title-cased) with `preserve_header_case: false`; the request line, the values and the
+/// session cookie's removal are the same either way.
+#[test]
+fn header_name_case_is_kept_unless_told_otherwise() {
+    let a = Backend::start("a");
+    for (setting, custom, cookie) in [
+        (
+            "",
+            "X-Custom-Thing: Some Value",
+            "Cookie: Other=Value; last=1",
+        ),
+        (
+            "    preserve_header_case: false\n",
+            "x-custom-thing: Some Value",
+            "cookie: Other=Value; last=1",
+        ),
+    ] {
+        let t = Tether::start(&format!(
+            "  - name: web\n    listen: {{listen}}\n    backends: [{}]\n{setting}    \
+             session_persistence: {{type: Cookie, name: _srv_id}}\n",
+            a.addr
+        ));
+        let token = set_cookie_value(&get(t.listen, "/", &[]).unwrap(), "_srv_id").unwrap();
+        let sent_cookie = format!("Cookie: Other=Value; _srv_id={token}; last=1");
+        let r = get(
+            t.listen,
+            "/echo",
+            &["X-Custom-Thing: Some Value", &sent_cookie],
+        )
+        .unwrap();
+        // Routed by the token: not re-issued.
+        assert_eq!(set_cookie_value(&r, "_srv_id"), None);
+        let seen = r.text();
+        let head: Vec<&str> = seen.lines().collect();
+        assert_eq!(head[0], "GET /echo HTTP/1.1", "{seen}");
+        assert!(head.contains(&custom), "{setting:?}: {seen}");
+        assert!(head.contains(&cookie), "{setting:?}: {seen}");
+        assert!(head.contains(&"Host: test.local"), "{seen}");
+        assert!(
+            head.iter()
+                .any(|l| l.eq_ignore_ascii_case("x-forwarded-proto: http")),
+            "{seen}"
+        );
+        assert!(!seen.contains("_srv_id"), "{seen}");
+    }
+}
+
 #[test]
 fn large_request_bodies_arrive_intact() {
     let a = Backend::start("a");
@@ -212,21 +260,24 @@ fn large_response_bodies_arrive_intact() {
 #[test]
 fn websocket_upgrade_passes_bytes_both_ways() {
     let a = Backend::start("a");
-    let t = Tether::start(&format!(
-        "  - name: web\n    listen: {{listen}}\n    backends: [{}]\n",
-        a.addr
-    ));
-    let mut conn = Conn::open(t.listen).unwrap();
-    let r = conn
-        .send_raw(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        .unwrap();
-    assert_eq!(r.status(), 101);
-    assert_eq!(r.backend(), "a");
-    for msg in [&b"ping one"[..], b"second frame of bytes"] {
-        conn.stream().write_all(msg).unwrap();
-        let mut got = vec![0u8; msg.len()];
-        conn.reader().read_exact(&mut got).unwrap();
-        assert_eq!(got, msg);
+    // Lowercase header names upstream must not break the upgrade either.
+    for setting in ["", "    preserve_header_case: false\n"] {
+        let t = Tether::start(&format!(
+            "  - name: web\n    listen: {{listen}}\n    backends: [{}]\n{setting}",
+            a.addr
+        ));
+        let mut conn = Conn::open(t.listen).unwrap();
+        let r = conn
+            .send_raw(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            .unwrap();
+        assert_eq!(r.status(), 101, "{setting:?}");
+        assert_eq!(r.backend(), "a");
+        for msg in [&b"ping one"[..], b"second frame of bytes"] {
+            conn.stream().write_all(msg).unwrap();
+            let mut got = vec![0u8; msg.len()];
+            conn.reader().read_exact(&mut got).unwrap();
+            assert_eq!(got, msg);
+        }
     }
 }
 

@@ -96,7 +96,7 @@ def write(name, text):
     return path
 
 
-def start_all(procs, tether_settings=(), tether_env=()):
+def start_all(procs, tether_settings=(), tether_env=(), service_settings=()):
     servers = "\n".join(
         f"  server {{ listen 127.0.0.1:{p}; access_log off; location / {{ return 200 'backend {i}\\n'; }} }}"
         for i, p in enumerate(BACKEND_PORTS, 1)
@@ -148,6 +148,11 @@ backend be
 
     backend_lines = "\n".join(f"      - {{address: 127.0.0.1:{p}, id: app-{i}}}" for i, p in enumerate(BACKEND_PORTS, 1))
     extra = "".join(f"{k.strip()}: {v.strip()}\n" for k, v in (kv.split("=", 1) for kv in tether_settings))
+    # The recommended production setting (README); --service-set preserve_header_case=true
+    # measures the default.
+    service = {"preserve_header_case": "false"}
+    service.update((k.strip(), v.strip()) for k, v in (kv.split("=", 1) for kv in service_settings))
+    service_extra = "".join(f"    {k}: {v}\n" for k, v in service.items())
     tether_conf = write("tether.yaml", f"""version: 1
 threads: 1
 {extra}pid_file: {WORK}/tether.pid
@@ -164,7 +169,7 @@ services:
     listen: 127.0.0.1:{PORTS['tether']}
     backends:
 {backend_lines}
-    session_persistence:
+{service_extra}    session_persistence:
       type: Cookie
       name: _srv_id
       absolute_timeout: 8h
@@ -173,7 +178,7 @@ services:
     listen: 127.0.0.1:{PORTS['tether-rr']}
     backends:
 {backend_lines}
-""")
+{service_extra}""")
     # As systemd/tether.service and the Dockerfile run it (mimalloc commits memory as used).
     env = dict(os.environ, BENCH_SESSION_KEY="load-bench-key-not-a-secret-0123456789", RUST_LOG="warn")
     env.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
@@ -329,6 +334,8 @@ def main():
                     help="a top-level setting for tether's config (repeatable), e.g. work_stealing=false")
     ap.add_argument("--tether-env", action="append", default=[], metavar="KEY=VALUE",
                     help="an environment variable for tether (repeatable), e.g. RUST_LOG=info")
+    ap.add_argument("--service-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting for both of tether's services (repeatable), e.g. preserve_header_case=true")
     ap.add_argument("--memory", action="store_true", help="also measure RSS under 5,000 connections")
     ap.add_argument("--profile", choices=["sticky", "new"], help="only profile (perf record -e cpu-clock, flamegraphs) the --proxies in this mode")
     args = ap.parse_args()
@@ -339,7 +346,7 @@ def main():
     ensure_tools()
     procs = Procs()
     try:
-        start_all(procs, args.tether_set, args.tether_env)
+        start_all(procs, args.tether_set, args.tether_env, args.service_set)
         jar = cookies()
         if args.profile:
             # In the order given: the differential flamegraph goes from the first to the last.

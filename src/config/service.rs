@@ -13,6 +13,7 @@ pub(crate) const SERVICE_KEYS: &[&str] = &[
     "health_check",
     "timeouts",
     "session_persistence",
+    "preserve_header_case",
 ];
 
 /// Largest accepted backend weight: weights expand into a selection schedule.
@@ -33,6 +34,10 @@ pub struct ServiceConfig {
     pub timeouts: Timeouts,
     /// Session persistence; `None` means plain round robin.
     pub session: Option<SessionConfig>,
+    /// Send request header names to backends in the case the client wrote them (the
+    /// default). `false` sends them as HTTP/2 would, lowercase (a few standard ones
+    /// title-cased), which saves Pingora a second header map per request.
+    pub preserve_header_case: bool,
 }
 
 /// One backend of a service.
@@ -251,6 +256,11 @@ pub(crate) fn service(field: &Field<'_>) -> Res<ServiceConfig> {
             .opt("session_persistence")
             .map(|s| session(&s))
             .transpose()?,
+        preserve_header_case: f
+            .opt("preserve_header_case")
+            .map(|b| b.boolean())
+            .transpose()?
+            .unwrap_or(true),
     })
 }
 

@@ -63,6 +63,7 @@ fn minimal_config_gets_every_default() {
     assert_eq!(s.timeouts.read, Duration::from_secs(60));
     assert_eq!(s.timeouts.write, Duration::from_secs(60));
     assert!(s.session.is_none());
+    assert!(s.preserve_header_case);
 }
 
 #[test]
@@ -96,6 +97,7 @@ services:
       healthy_threshold: 2
       unhealthy_threshold: 3
     timeouts: {connect: 1s, read: 10m, write: 1h}
+    preserve_header_case: false
     session_persistence:
       type: cookie
       name: _srv_id
@@ -133,6 +135,7 @@ services:
     assert_eq!(s.health_check.timeout, Duration::from_millis(500));
     assert_eq!(s.timeouts.read, Duration::from_secs(600));
     assert_eq!(s.timeouts.write, Duration::from_secs(3600));
+    assert!(!s.preserve_header_case);
     let p = s.session.as_ref().unwrap();
     assert_eq!(p.kind, SessionKind::Cookie);
     assert_eq!(p.absolute_timeout, Some(Duration::from_secs(600)));
@@ -227,6 +230,13 @@ fn wrong_types_are_reported_at_their_line() {
         &text,
         6,
         "services[0].session_persistence.strict",
+        "expected true or false",
+    );
+    let text = format!("{MINIMAL}    preserve_header_case: 1\n");
+    assert_error(
+        &text,
+        6,
+        "services[0].preserve_header_case",
         "expected true or false",
     );
 }
