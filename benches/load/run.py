@@ -385,13 +385,13 @@ def main():
             t = med[("tether", mode)]
             for other in (n for n in names if n != "tether"):
                 o = med[(other, mode)]
-                paired = statistics.median(
-                    a["rps"] / b["rps"] for a, b in zip(results[("tether", mode)], results[(other, mode)])
-                )
+                per_round = [a["rps"] / b["rps"] for a, b in zip(results[("tether", mode)], results[(other, mode)])]
+                paired = statistics.median(per_round)
                 paired_p99 = statistics.median(
                     a["p99"] / b["p99"] for a, b in zip(results[("tether", mode)], results[(other, mode)])
                 )
-                print(f"  {mode:7} vs {other:9} throughput {t['rps'] / o['rps']:.3f}x (per round {paired:.3f}x)   p99 {t['p99'] / o['p99']:.3f}x (per round {paired_p99:.3f}x)")
+                # The spread of the per-round ratios shows how far one run can be trusted.
+                print(f"  {mode:7} vs {other:9} throughput {t['rps'] / o['rps']:.3f}x (per round {paired:.3f}x, {min(per_round):.3f}-{max(per_round):.3f})   p99 {t['p99'] / o['p99']:.3f}x (per round {paired_p99:.3f}x)")
         if "tether" in names:
             # A check on the load itself: sticky requests must have been routed by their token.
             with urllib.request.urlopen(f"http://127.0.0.1:{TETHER_ADMIN}/metrics", timeout=5) as r:
