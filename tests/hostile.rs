@@ -8,8 +8,13 @@ use std::io::Write;
 use common::*;
 
 fn start(a: &Backend, b: &Backend) -> Tether {
+    start_with(a, b, true)
+}
+
+/// `preserve_header_case` of the `web` service as given.
+fn start_with(a: &Backend, b: &Backend, preserve_header_case: bool) -> Tether {
     Tether::start(&format!(
-        "  - name: web\n    listen: {{listen}}\n    backends:\n      - {{address: {}, id: a}}\n      - {{address: {}, id: b}}\n    session_persistence: {{type: Cookie, name: sid, absolute_timeout: 1h}}\n  - name: api\n    listen: 127.0.0.1:{}\n    backends:\n      - {{address: {}, id: a}}\n      - {{address: {}, id: b}}\n    session_persistence: {{type: Header, name: X-Session, absolute_timeout: 1h}}\n",
+        "  - name: web\n    listen: {{listen}}\n    backends:\n      - {{address: {}, id: a}}\n      - {{address: {}, id: b}}\n    preserve_header_case: {preserve_header_case}\n    session_persistence: {{type: Cookie, name: sid, absolute_timeout: 1h}}\n  - name: api\n    listen: 127.0.0.1:{}\n    backends:\n      - {{address: {}, id: a}}\n      - {{address: {}, id: b}}\n    session_persistence: {{type: Header, name: X-Session, absolute_timeout: 1h}}\n",
         a.addr,
         b.addr,
         free_port(),
@@ -27,8 +32,14 @@ fn raw(t: &Tether, bytes: &[u8]) -> Option<Response> {
 
 #[test]
 fn thousands_of_cookies_are_a_new_session() {
+    for preserve_header_case in [true, false] {
+        thousands_of_cookies_with(preserve_header_case);
+    }
+}
+
+fn thousands_of_cookies_with(preserve_header_case: bool) {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
-    let t = start(&a, &b);
+    let t = start_with(&a, &b, preserve_header_case);
     let one_line: String = (0..3000).map(|i| format!("c{i}=v{i}; ")).collect();
     let r = get(t.listen, "/", &[&format!("Cookie: {one_line}sid=forged")]).unwrap();
     assert_eq!(r.status(), 200);
@@ -49,8 +60,14 @@ fn thousands_of_cookies_are_a_new_session() {
 
 #[test]
 fn injection_attempts_never_reach_a_response_header() {
+    for preserve_header_case in [true, false] {
+        injection_attempts_with(preserve_header_case);
+    }
+}
+
+fn injection_attempts_with(preserve_header_case: bool) {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
-    let t = start(&a, &b);
+    let t = start_with(&a, &b, preserve_header_case);
     let attempts: [&[u8]; 5] = [
         b"GET / HTTP/1.1\r\nHost: x\r\nCookie: sid=abc%0d%0aX-Evil: 1\r\nConnection: close\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\nCookie: sid=abc\rX-Evil: 1\r\nConnection: close\r\n\r\n",
