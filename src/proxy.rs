@@ -242,12 +242,18 @@ impl ProxyHttp for Proxy {
     }
 
     /// Refuses a request line plus header section beyond `limits.max_request_header_bytes`
-    /// with 431, before anything else is done with it.
+    /// with 431, before anything else is done with it. Drops the header names' case when the
+    /// service says so.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         // Pingora's idle wait for the next request is a fixed 60 s; use ours (not while
         // shutting down, when Pingora turns keep-alive off).
         if !session.is_process_shutting_down() {
             session.set_keepalive(Some(self.limits.keepalive_timeout.as_secs().max(1)));
+        }
+        // On the client's request rather than upstream: Pingora then copies one header map
+        // per attempt, not two.
+        if !self.upstreams.config.preserve_header_case {
+            drop_header_case(session.req_header_mut());
         }
         let req = session.req_header();
         let size = req.method.as_str().len()
@@ -259,10 +265,6 @@ impl ProxyHttp for Proxy {
                 .map(|(name, value)| name.as_str().len() + value.len() + 4)
                 .sum::<usize>();
         if size <= self.limits.max_request_header_bytes {
-            // Here rather than upstream: Pingora then copies one header map per attempt, not two.
-            if !self.upstreams.config.preserve_header_case {
-                drop_header_case(session.req_header_mut());
-            }
             return Ok(false);
         }
         ctx.error_status = 431;

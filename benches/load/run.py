@@ -96,6 +96,11 @@ def write(name, text):
     return path
 
 
+def key_values(items):
+    """`KEY=VALUE` command-line items as (key, value) pairs."""
+    return [(k.strip(), v.strip()) for k, v in (kv.split("=", 1) for kv in items)]
+
+
 def start_all(procs, tether_settings=(), tether_env=(), service_settings=()):
     servers = "\n".join(
         f"  server {{ listen 127.0.0.1:{p}; access_log off; location / {{ return 200 'backend {i}\\n'; }} }}"
@@ -147,11 +152,11 @@ backend be
     procs.start("pingora", [f"{ROOT}/target/release/examples/plain_lb", "-c", pingora_conf], env=env, cpu=PROXY_CPU)
 
     backend_lines = "\n".join(f"      - {{address: 127.0.0.1:{p}, id: app-{i}}}" for i, p in enumerate(BACKEND_PORTS, 1))
-    extra = "".join(f"{k.strip()}: {v.strip()}\n" for k, v in (kv.split("=", 1) for kv in tether_settings))
+    extra = "".join(f"{k}: {v}\n" for k, v in key_values(tether_settings))
     # The recommended production setting (README); --service-set preserve_header_case=true
     # measures the default.
     service = {"preserve_header_case": "false"}
-    service.update((k.strip(), v.strip()) for k, v in (kv.split("=", 1) for kv in service_settings))
+    service.update(key_values(service_settings))
     service_extra = "".join(f"    {k}: {v}\n" for k, v in service.items())
     tether_conf = write("tether.yaml", f"""version: 1
 threads: 1
@@ -182,7 +187,7 @@ services:
     # As systemd/tether.service and the Dockerfile run it (mimalloc commits memory as used).
     env = dict(os.environ, BENCH_SESSION_KEY="load-bench-key-not-a-secret-0123456789", RUST_LOG="warn")
     env.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
-    env.update(kv.split("=", 1) for kv in tether_env)
+    env.update(key_values(tether_env))
     procs.start("tether", [f"{ROOT}/target/release/tether", "-c", tether_conf], env=env, cpu=PROXY_CPU)
     for port in PORTS.values():
         wait_port(port)
