@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod load;
+pub mod recording;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -3,12 +3,13 @@
 //! Phases, in the order Pingora runs them for a request:
 //!
 //! ```text
-//! upstream_peer ──connect──> upstream_request_filter ──> response_filter ──> logging
-//!  (read token,      │ refused   (strip our cookie/header,  (issue a token
-//!   pick backend)    │            X-Forwarded-*)             when needed)
-//!      ^             v
-//!      └── retry ── fail_to_connect (another healthy backend, unless strict)
-//!                     └──> fail_to_proxy (502/503/504) ──> logging
+//! early_request_filter ──> request_filter ──> upstream_peer ──connect──> upstream_request_filter
+//!  (refuse or normalise     (keep-alive,       (read token,      │ refused   (strip our cookie/
+//!   target, Host, framing)   431)               pick backend)    │            header, X-Forwarded-*)
+//!                                                   ^             v
+//!            response_filter ──> logging            └── retry ── fail_to_connect (another healthy
+//!   (issue a token when needed;                     backend, unless strict) ──> fail_to_proxy
+//!    HTTP/1.0 responses unchunked)                  (400/502/503/504) ──> logging
 //! ```
 //!
 //! Session rules (SPEC 3): a valid token whose backend is healthy is honoured whatever the
@@ -20,7 +21,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use http::{HeaderName, HeaderValue};
 use log::info;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
@@ -28,11 +28,17 @@ use pingora_http::RequestHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::config::Limits;
-use crate::downstream::{client_ip_value, GuardedStream};
+use crate::downstream::{client_ip_value, Framing, FramingError, GuardedStream};
 use crate::metrics::{Metrics, RequestCounters, SessionCounters, NO_BACKEND};
 use crate::session::{unix_now, Presented, Sessions};
 use crate::token::{Reject, Session as Token};
 use crate::upstreams::Upstreams;
+
+mod conformance;
+mod forwarded;
+
+pub use conformance::{adapt_response_for_http10, normalize_request, Refusal};
+pub use forwarded::{add_forwarded, drop_header_case};
 
 /// What happened to the request's session, for the access log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,37 +192,6 @@ impl Proxy {
     }
 }
 
-/// Forgets the case the client wrote header names in, so that Pingora keeps one header map
-/// instead of two (names go out lowercase, a few standard ones title-cased, as HTTP/2 would
-/// carry them). Only for an origin-form target (`/path?query`, valid UTF-8): the request line
-/// is then rebuilt from the URI byte for byte; any other target keeps its exact bytes and its
-/// header case.
-fn drop_header_case(req: &mut RequestHeader) {
-    if !req.has_case() || !req.raw_path_is_utf8() || req.raw_path().first() != Some(&b'/') {
-        return;
-    }
-    // Moves the parts out (no copy) and puts them back without the case map.
-    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
-    let parts: http::request::Parts = std::mem::replace(req, placeholder).into();
-    *req = RequestHeader::from(parts);
-}
-
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-
-/// Appends the client address to any `X-Forwarded-For` the client sent, as one field line.
-fn forwarded_for(req: &RequestHeader, client: &[u8]) -> Vec<u8> {
-    let mut value = Vec::with_capacity(64);
-    for v in req.headers.get_all("x-forwarded-for") {
-        let v = v.as_bytes().trim_ascii();
-        if !v.is_empty() {
-            value.extend_from_slice(v);
-            value.extend_from_slice(b", ");
-        }
-    }
-    value.extend_from_slice(client);
-    value
-}
-
 #[async_trait]
 impl ProxyHttp for Proxy {
     type CTX = Ctx;
@@ -241,13 +216,38 @@ impl ProxyHttp for Proxy {
         }
     }
 
+    /// Refuses (400) a request whose target, `Host` or `Content-Length` could be read two
+    /// ways, normalises the rest, and tells the connection's guard how the body is framed (it
+    /// holds back the bytes after a header section until then). Pipelined requests are
+    /// answered in order.
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        if session.is_http2() {
+            return Ok(());
+        }
+        session.set_pipelining_enabled(true);
+        let http10 = session.req_header().version < http::Version::HTTP_11;
+        if http10 {
+            // No 1xx to an HTTP/1.0 client (RFC 9110 15.2).
+            session.set_ignore_info_resp(true);
+        }
+        let framing = normalize_request(session.req_header_mut());
+        if let Some(guard) = session.stream().and_then(GuardedStream::of) {
+            // Refused requests close the connection: their body's framing does not matter.
+            guard.tell_framing(*framing.as_ref().unwrap_or(&Framing::Length(0)));
+        }
+        framing.map(|_| ()).map_err(|refusal| {
+            Error::explain(ErrorType::HTTPStatus(400), refusal.to_string()).into_down()
+        })
+    }
+
     /// Refuses a request line plus header section beyond `limits.max_request_header_bytes`
     /// with 431, before anything else is done with it. Drops the header names' case when the
     /// service says so.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        // Pingora's idle wait for the next request is a fixed 60 s; use ours (not while
-        // shutting down, when Pingora turns keep-alive off).
-        if !session.is_process_shutting_down() {
+        // Pingora's idle wait for the next request is a fixed 60 s; use ours, on a connection
+        // that stays open: never where HTTP or Pingora decided to close (HTTP/1.0 without
+        // keep-alive, Content-Length beside Transfer-Encoding, shutting down).
+        if session.get_keepalive().is_some() && !session.is_process_shutting_down() {
             session.set_keepalive(Some(self.limits.keepalive_timeout.as_secs().max(1)));
         }
         // On the client's request rather than upstream: Pingora then copies one header map
@@ -374,40 +374,30 @@ impl ProxyHttp for Proxy {
             Some(guard) => guard.client_ip().cloned(),
             None => session.client_addr().and_then(client_ip_value),
         };
-        if let Some(client) = client {
-            if upstream_request.headers.contains_key(&X_FORWARDED_FOR) {
-                let xff = forwarded_for(upstream_request, client.as_bytes());
-                upstream_request.insert_header("X-Forwarded-For", xff)?;
-            } else {
-                upstream_request.insert_header("X-Forwarded-For", client)?;
-            }
-        }
-        upstream_request.insert_header("X-Forwarded-Proto", HeaderValue::from_static("http"))?;
-        // A clone of the Host value shares its bytes.
-        let host = upstream_request
-            .headers
-            .get(http::header::HOST)
-            .cloned()
-            .or_else(|| {
-                let authority = upstream_request.uri.authority()?;
-                HeaderValue::from_str(authority.as_str()).ok()
-            });
-        match host {
-            Some(host) => upstream_request.insert_header("X-Forwarded-Host", host)?,
-            None => {
-                upstream_request.remove_header("X-Forwarded-Host");
-            }
-        }
+        let listener = session.server_addr().and_then(|a| a.as_inet().copied());
+        add_forwarded(upstream_request, client, listener)?;
         Ok(())
     }
 
-    /// Issues a token when the session is new, re-pinned, or due for a refresh.
+    /// Issues a token when the session is new, re-pinned, or due for a refresh. An HTTP/1.0
+    /// client gets the response without chunked coding (closing the connection after it when
+    /// it has no length); after a protocol switch the connection's bytes are no longer HTTP/1.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut pingora_http::ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(guard) = session.stream().and_then(GuardedStream::of) {
+                guard.tell_framing(Framing::PassThrough);
+            }
+        } else if session.req_header().version < http::Version::HTTP_11
+            && !session.is_http2()
+            && adapt_response_for_http10(upstream_response)
+        {
+            session.set_keepalive(None);
+        }
         if let (Some(sessions), Some(start), Some(backend)) =
             (&self.sessions, ctx.issue_start, ctx.backend)
         {
@@ -417,11 +407,12 @@ impl ProxyHttp for Proxy {
     }
 
     /// Maps errors to statuses: ours as given (503), upstream timeouts 504, other upstream
-    /// failures 502, malformed requests 400.
+    /// failures 502, malformed requests (framing the guard refused included) 400.
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         use ErrorType::*;
         let code = match (e.etype(), e.esource()) {
             (HTTPStatus(code), _) => *code,
+            _ if framing_refused(e) => 400,
             (ConnectTimedout | ReadTimedout | WriteTimedout, ErrorSource::Upstream) => 504,
             (_, ErrorSource::Upstream) => 502,
             (WriteError | ReadError | ConnectionClosed, ErrorSource::Downstream) => 0,
@@ -446,12 +437,8 @@ impl ProxyHttp for Proxy {
         matches!(error.etype(), ErrorType::HTTPStatus(_))
     }
 
-    /// Counts the response and writes the access line (no token values, no query strings);
-    /// re-arms the connection's header deadline for its next request.
+    /// Counts the response and writes the access line (no token values, no query strings).
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        if let Some(guard) = session.stream().and_then(GuardedStream::of) {
-            guard.request_done();
-        }
         let status = session
             .response_written()
             .map_or(ctx.error_status, |r| r.status.as_u16());
@@ -488,6 +475,15 @@ impl ProxyHttp for Proxy {
     }
 }
 
+/// Whether the error comes from the connection guard refusing the request's framing (an
+/// `InvalidData` read error carrying a [`FramingError`]).
+fn framing_refused(e: &Error) -> bool {
+    let root = e.root_cause();
+    root.downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .is_some_and(|inner| inner.is::<FramingError>())
+}
+
 /// A duration as milliseconds with three decimals (`12.345`), formatted from integers: float
 /// formatting with a precision costs more than the rest of an access log line.
 struct Millis(std::time::Duration);
@@ -503,52 +499,6 @@ impl std::fmt::Display for Millis {
 mod tests {
     use super::*;
 
-    fn wire(req: &RequestHeader) -> String {
-        let mut buf = Vec::new();
-        req.header_to_h1_wire(&mut buf);
-        String::from_utf8(buf).unwrap()
-    }
-
-    #[test]
-    fn dropping_header_case_keeps_the_request_otherwise() {
-        let mut req = RequestHeader::build("POST", b"/a/b?c=1&d", None).unwrap();
-        req.append_header("Host", "example.com").unwrap();
-        req.append_header("X-Custom-Thing", "Value One").unwrap();
-        req.append_header("Cookie", "a=1; B=2").unwrap();
-        req.append_header("x-custom-thing", "Value Two").unwrap();
-        assert!(wire(&req).contains("X-Custom-Thing: Value One\r\n"));
-
-        drop_header_case(&mut req);
-        assert!(!req.has_case());
-        assert_eq!(req.method, http::Method::POST);
-        assert_eq!(req.raw_path(), b"/a/b?c=1&d");
-        assert_eq!(req.version, http::Version::HTTP_11);
-        assert_eq!(
-            wire(&req),
-            "Host: example.com\r\nx-custom-thing: Value One\r\n\
-             x-custom-thing: Value Two\r\ncookie: a=1; B=2\r\n"
-        );
-        // Headers added afterwards go into the one map.
-        req.insert_header("X-Forwarded-Proto", "http").unwrap();
-        assert!(wire(&req).ends_with("x-forwarded-proto: http\r\n"));
-    }
-
-    #[test]
-    fn other_targets_keep_their_bytes_and_header_case() {
-        for target in [
-            &b"http://example.com/p?q"[..],
-            b"/caf\xe9",
-            b"example.com:443",
-        ] {
-            let mut req = RequestHeader::build("GET", target, None).unwrap();
-            req.append_header("X-Custom-Thing", "v").unwrap();
-            drop_header_case(&mut req);
-            assert!(req.has_case(), "{target:?}");
-            assert_eq!(req.raw_path(), target);
-            assert_eq!(wire(&req), "X-Custom-Thing: v\r\n");
-        }
-    }
-
     #[test]
     fn millis_have_three_decimals() {
         let ms = |nanos: u64| Millis(std::time::Duration::from_nanos(nanos)).to_string();
@@ -557,18 +507,5 @@ mod tests {
         assert_eq!(ms(999_499), "0.999");
         assert_eq!(ms(999_500), "1.000");
         assert_eq!(ms(61_002_000_000), "61002.000");
-    }
-
-    #[test]
-    fn forwarded_for_appends_to_every_prior_value() {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        assert_eq!(forwarded_for(&req, b"10.0.0.9"), b"10.0.0.9");
-        req.append_header("X-Forwarded-For", "1.1.1.1, 2.2.2.2")
-            .unwrap();
-        req.append_header("X-Forwarded-For", "3.3.3.3").unwrap();
-        assert_eq!(
-            forwarded_for(&req, b"10.0.0.9"),
-            b"1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.9"
-        );
     }
 }

@@ -1,0 +1,271 @@
+//! What tether refuses or normalises in a client's HTTP/1 request, and in the response it
+//! sends back, so that no message leaves tether with framing or a target that two HTTP
+//! implementations could read two ways (request smuggling, RFC 9112 section 11.2).
+//!
+//! Pingora already refuses differing `Content-Length` values, `Transfer-Encoding` in HTTP/1.0,
+//! a final coding other than chunked, and closes after a request with both `Content-Length` and
+//! `Transfer-Encoding`. Here, on top of that (docs/security.md has each decision and why):
+//! - a request target with bytes outside visible ASCII (controls, space, DEL, bytes >= 0x80):
+//!   400, as HAProxy does (Pingora has already cut a fragment off);
+//! - a `Host` that is not a URI authority (spaces, controls, ...): 400;
+//! - `Content-Length` given twice with one value: forwarded once;
+//! - HTTP/1.0: `Expect` and `Upgrade` are ignored (RFC 9110 10.1.1, 7.8), and the response is
+//!   sent without chunked coding.
+
+use http::header::{CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderValue, Version};
+use pingora_http::{RequestHeader, ResponseHeader};
+
+use crate::downstream::Framing;
+
+/// Why a request is refused with 400.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request target has a byte outside visible ASCII.
+    Target,
+    /// `Host` is not a URI authority.
+    Host,
+    /// `Content-Length` values that do not agree or do not parse.
+    ContentLength,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::Target => "invalid byte in the request target",
+            Refusal::Host => "invalid Host",
+            Refusal::ContentLength => "ambiguous Content-Length",
+        })
+    }
+}
+
+/// Checks an HTTP/1 request, normalises it in place, and returns how its body is framed.
+pub fn normalize_request(req: &mut RequestHeader) -> Result<Framing, Refusal> {
+    if !valid_target(req.raw_path()) {
+        return Err(Refusal::Target);
+    }
+    if req
+        .headers
+        .get_all(http::header::HOST)
+        .iter()
+        .any(|h| !valid_authority(h.as_bytes()))
+    {
+        return Err(Refusal::Host);
+    }
+    if req.version < Version::HTTP_11 {
+        // An HTTP/1.0 client cannot take a 100 or a protocol switch.
+        req.remove_header(&EXPECT);
+        req.remove_header(&UPGRADE);
+    }
+    if req.headers.contains_key(TRANSFER_ENCODING) {
+        // Pingora refuses any final coding but chunked, and drops Content-Length beside it.
+        return Ok(Framing::Chunked);
+    }
+    let length = match content_length(req)? {
+        Some((length, single)) => {
+            if !single {
+                req.insert_header(CONTENT_LENGTH, HeaderValue::from(length))
+                    .map_err(|_| Refusal::ContentLength)?;
+            }
+            length
+        }
+        None => 0,
+    };
+    Ok(Framing::Length(length))
+}
+
+/// The request's `Content-Length` (every value the same), and whether it was given once.
+fn content_length(req: &RequestHeader) -> Result<Option<(u64, bool)>, Refusal> {
+    let mut found: Option<u64> = None;
+    let mut count = 0;
+    for value in req.headers.get_all(CONTENT_LENGTH) {
+        for item in value.as_bytes().split(|&b| b == b',') {
+            let item = item.trim_ascii();
+            let n = std::str::from_utf8(item)
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or(Refusal::ContentLength)?;
+            if found.is_some_and(|f| f != n) {
+                return Err(Refusal::ContentLength);
+            }
+            found = Some(n);
+            count += 1;
+        }
+    }
+    Ok(found.map(|n| (n, count == 1)))
+}
+
+/// A request target of visible ASCII (RFC 9112 3.2, RFC 3986).
+fn valid_target(target: &[u8]) -> bool {
+    target.iter().all(u8::is_ascii_graphic)
+}
+
+/// `Host`: empty, or a URI authority (host and optional port, no userinfo): letters, digits,
+/// `-._~`, `%`, sub-delims, and `:[]` for ports and IPv6 literals.
+fn valid_authority(host: &[u8]) -> bool {
+    host.iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
+}
+
+/// Makes a response readable by an HTTP/1.0 client: no chunked coding (the body is then
+/// delimited by closing the connection, unless it has a `Content-Length`). Returns whether the
+/// connection must close after it.
+pub fn adapt_response_for_http10(resp: &mut ResponseHeader) -> bool {
+    let chunked = resp.remove_header(&TRANSFER_ENCODING).is_some();
+    chunked || !resp.headers.contains_key(CONTENT_LENGTH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(target: &[u8], headers: &[(&str, &[u8])]) -> RequestHeader {
+        let mut req = RequestHeader::build("POST", target, None).unwrap();
+        for (name, value) in headers {
+            req.append_header(name.to_string(), HeaderValue::from_bytes(value).unwrap())
+                .unwrap();
+        }
+        req
+    }
+
+    #[test]
+    fn targets_outside_visible_ascii_are_refused() {
+        for target in [
+            &b"/caf\xc3\xa9"[..],
+            b"/caf\xe9",
+            b"/a\x01b",
+            b"/a\x7fb",
+            b"/a b",
+            b"/a\tb",
+            b"http://h.test/\xff",
+        ] {
+            // Some of them Pingora cannot even build (and answers 400 itself).
+            let Ok(mut req) = RequestHeader::build("GET", target, None) else {
+                continue;
+            };
+            assert_eq!(
+                normalize_request(&mut req),
+                Err(Refusal::Target),
+                "{}",
+                target.escape_ascii()
+            );
+        }
+        for target in [
+            &b"/"[..],
+            b"/a/b?c=d&e=%C3%A9",
+            b"*",
+            b"http://h.test:8/p?q",
+        ] {
+            let mut req = request(target, &[]);
+            assert_eq!(normalize_request(&mut req), Ok(Framing::Length(0)));
+        }
+    }
+
+    #[test]
+    fn a_host_that_is_not_an_authority_is_refused() {
+        for host in [
+            &b"a b"[..],
+            b"a\tb",
+            b"a/b",
+            b"u@h",
+            b"h\"",
+            b"\xc3\xa9.test",
+        ] {
+            let mut req = request(b"/", &[("Host", host)]);
+            assert_eq!(normalize_request(&mut req), Err(Refusal::Host), "{host:?}");
+        }
+        for host in [
+            &b""[..],
+            b"a.test",
+            b"A-b_c.test:8080",
+            b"[::1]:80",
+            b"127.0.0.1",
+            b"xn--caf-dma.test",
+        ] {
+            let mut req = request(b"/", &[("Host", host)]);
+            assert!(normalize_request(&mut req).is_ok(), "{host:?}");
+        }
+    }
+
+    #[test]
+    fn one_content_length_goes_upstream_once() {
+        for values in [&["5", "5"][..], &["5, 5"], &["5,5", " 5 "]] {
+            let headers: Vec<(&str, &[u8])> = values
+                .iter()
+                .map(|v| ("Content-Length", v.as_bytes()))
+                .collect();
+            let mut req = request(b"/", &headers);
+            assert_eq!(normalize_request(&mut req), Ok(Framing::Length(5)));
+            let all: Vec<_> = req.headers.get_all(CONTENT_LENGTH).iter().collect();
+            assert_eq!(all, [&HeaderValue::from_static("5")], "{values:?}");
+        }
+        // Given once, it is left as written.
+        let mut req = request(b"/", &[("Content-Length", b"007")]);
+        assert_eq!(normalize_request(&mut req), Ok(Framing::Length(7)));
+        assert_eq!(req.headers[CONTENT_LENGTH], "007");
+        for values in [
+            &["5", "6"][..],
+            &["5, 6"],
+            &["5,"],
+            &["x"],
+            &["-1"],
+            &["+5"],
+        ] {
+            let headers: Vec<(&str, &[u8])> = values
+                .iter()
+                .map(|v| ("Content-Length", v.as_bytes()))
+                .collect();
+            let mut req = request(b"/", &headers);
+            assert_eq!(
+                normalize_request(&mut req),
+                Err(Refusal::ContentLength),
+                "{values:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn framing_follows_the_headers() {
+        let mut req = request(b"/", &[("Transfer-Encoding", b"chunked")]);
+        assert_eq!(normalize_request(&mut req), Ok(Framing::Chunked));
+        let mut req = request(b"/", &[]);
+        assert_eq!(normalize_request(&mut req), Ok(Framing::Length(0)));
+    }
+
+    #[test]
+    fn an_http10_request_loses_expect_and_upgrade() {
+        let mut req = request(
+            b"/",
+            &[
+                ("Expect", b"100-continue"),
+                ("Upgrade", b"websocket"),
+                ("X-A", b"1"),
+            ],
+        );
+        req.set_version(Version::HTTP_10);
+        normalize_request(&mut req).unwrap();
+        assert!(req.headers.get(EXPECT).is_none() && req.headers.get(UPGRADE).is_none());
+        assert_eq!(req.headers["x-a"], "1");
+        // HTTP/1.1 keeps them.
+        let mut req = request(b"/", &[("Expect", b"100-continue")]);
+        normalize_request(&mut req).unwrap();
+        assert!(req.headers.get(EXPECT).is_some());
+    }
+
+    #[test]
+    fn http10_responses_lose_chunked_coding() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.append_header("Transfer-Encoding", "chunked").unwrap();
+        assert!(adapt_response_for_http10(&mut resp));
+        assert!(resp.headers.get(TRANSFER_ENCODING).is_none());
+
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.append_header("Content-Length", "3").unwrap();
+        assert!(!adapt_response_for_http10(&mut resp));
+        assert_eq!(resp.headers[CONTENT_LENGTH], "3");
+
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        assert!(adapt_response_for_http10(&mut resp));
+    }
+}
