@@ -63,7 +63,9 @@ enum Head {
     Start,
     /// A CR before the request line.
     StartCr,
-    /// Inside a non-empty line.
+    /// Inside the request line.
+    RequestLine,
+    /// Inside a header field line.
     Line,
     /// Just after a line's LF: an LF or CRLF here ends the section.
     LineStart,
@@ -117,15 +119,15 @@ enum State {
 #[derive(Debug, Clone)]
 pub struct Tracker {
     state: State,
+    /// The last request line seen had a control character.
+    request_line_control: bool,
 }
 
 impl Default for Tracker {
     fn default() -> Self {
         Tracker {
-            state: State::Head {
-                at: Head::Start,
-                started: false,
-            },
+            state: State::idle(),
+            request_line_control: false,
         }
     }
 }
@@ -158,8 +160,11 @@ impl Tracker {
         let mut head_ended = false;
         let deliver = match &mut self.state {
             State::Head { at, started } => {
+                if !*started {
+                    self.request_line_control = false;
+                }
                 *started = true;
-                match scan_head(at, bytes) {
+                match scan_head(at, &mut self.request_line_control, bytes) {
                     Some(end) => {
                         self.state = State::AwaitFraming;
                         head_ended = true;
@@ -216,6 +221,12 @@ impl Tracker {
         matches!(self.state, State::Head { started: true, .. })
     }
 
+    /// The request line of the last header section has a control character (a byte below
+    /// 0x20 other than its CR, or DEL), which Pingora would percent-encode and forward.
+    pub fn request_line_has_control(&self) -> bool {
+        self.request_line_control
+    }
+
     /// A header section was handed over and its framing is not known yet.
     pub fn awaits_framing(&self) -> bool {
         self.state == State::AwaitFraming
@@ -238,7 +249,9 @@ impl State {
 }
 
 /// Follows a header section; returns the index just past its end if it ends within `bytes`.
-fn scan_head(head: &mut Head, bytes: &[u8]) -> Option<usize> {
+/// Sets `control` when the request line has a control character (Pingora would percent-encode
+/// it and go on).
+fn scan_head(head: &mut Head, control: &mut bool, bytes: &[u8]) -> Option<usize> {
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -246,17 +259,28 @@ fn scan_head(head: &mut Head, bytes: &[u8]) -> Option<usize> {
             Head::Start => match b {
                 b'\n' => {}
                 b'\r' => *head = Head::StartCr,
-                _ => *head = Head::Line,
+                _ => {
+                    *head = Head::RequestLine;
+                    continue;
+                }
             },
             // A CR without LF here is refused by the parser; whatever follows is a line.
             Head::StartCr => *head = if b == b'\n' { Head::Start } else { Head::Line },
-            Head::Line => match memchr::memchr(b'\n', &bytes[i..]) {
-                Some(lf) => {
-                    i += lf;
-                    *head = Head::LineStart;
+            Head::RequestLine | Head::Line => {
+                let rest = &bytes[i..];
+                let end = memchr::memchr(b'\n', rest);
+                if *head == Head::RequestLine {
+                    let line = &rest[..end.unwrap_or(rest.len())];
+                    *control |= line.iter().any(|&b| (b < 0x20 && b != b'\r') || b == 0x7f);
                 }
-                None => return None,
-            },
+                match end {
+                    Some(lf) => {
+                        i += lf;
+                        *head = Head::LineStart;
+                    }
+                    None => return None,
+                }
+            }
             Head::LineStart | Head::LineStartCr if b == b'\n' => return Some(i + 1),
             Head::LineStart if b == b'\r' => *head = Head::LineStartCr,
             Head::LineStart | Head::LineStartCr => *head = Head::Line,

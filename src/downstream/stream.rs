@@ -105,6 +105,11 @@ impl GuardedStream {
         &self.token_memo
     }
 
+    /// The request line just read had a control character (which Pingora percent-encodes).
+    pub fn request_line_has_control(&self) -> bool {
+        self.framing.request_line_has_control()
+    }
+
     /// The framing of the request whose header section Pingora has just parsed (or
     /// [`Framing::PassThrough`] once the connection was upgraded). Applied before the next read.
     pub fn tell_framing(&self, framing: Framing) {

@@ -5,15 +5,20 @@
 //! Pingora already refuses differing `Content-Length` values, `Transfer-Encoding` in HTTP/1.0,
 //! a final coding other than chunked, and closes after a request with both `Content-Length` and
 //! `Transfer-Encoding`. Here, on top of that (docs/security.md has each decision and why):
-//! - a request target with bytes outside visible ASCII (controls, space, DEL, bytes >= 0x80):
-//!   400, as HAProxy does (Pingora has already cut a fragment off);
+//! - a request target that is not origin-form (`/...`), absolute-form or `*`, or has bytes
+//!   outside visible ASCII (controls, space, DEL, bytes >= 0x80): 400, as HAProxy does
+//!   (Pingora has already cut a fragment off; control characters Pingora percent-encodes are
+//!   seen by the connection guard);
+//! - `chunked` named twice in `Transfer-Encoding`, and `Content_Length` or `Transfer_Encoding`
+//!   (servers that map `_` to `-`, as CGI does, would frame by them): 400;
 //! - a `Host` that is not a URI authority (spaces, controls, ...): 400;
 //! - `Content-Length` given twice with one value: forwarded once;
 //! - HTTP/1.0: `Expect` and `Upgrade` are ignored (RFC 9110 10.1.1, 7.8), and the response is
 //!   sent without chunked coding.
 
-use http::header::{CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderValue, Version};
+use pingora_http::authority::{raw_target_authority, RawTargetAuthority};
 use pingora_http::{RequestHeader, ResponseHeader};
 
 use crate::downstream::Framing;
@@ -21,12 +26,14 @@ use crate::downstream::Framing;
 /// Why a request is refused with 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// The request target has a byte outside visible ASCII.
+    /// The request target has a byte outside visible ASCII, or is of no request-target form.
     Target,
     /// `Host` is not a URI authority.
     Host,
     /// `Content-Length` values that do not agree or do not parse.
     ContentLength,
+    /// `chunked` twice, or a framing header's name written with `_`.
+    Framing,
 }
 
 impl std::fmt::Display for Refusal {
@@ -35,6 +42,7 @@ impl std::fmt::Display for Refusal {
             Refusal::Target => "invalid byte in the request target",
             Refusal::Host => "invalid Host",
             Refusal::ContentLength => "ambiguous Content-Length",
+            Refusal::Framing => "ambiguous framing header",
         })
     }
 }
@@ -44,61 +52,86 @@ pub fn normalize_request(req: &mut RequestHeader) -> Result<Framing, Refusal> {
     if !valid_target(req.raw_path()) {
         return Err(Refusal::Target);
     }
-    if req
-        .headers
-        .get_all(http::header::HOST)
-        .iter()
-        .any(|h| !valid_authority(h.as_bytes()))
-    {
-        return Err(Refusal::Host);
+    // One pass over the fields (no lookups by name).
+    let mut chunked = None::<usize>;
+    let mut length = ContentLength::default();
+    for (name, value) in &req.headers {
+        if name == HOST {
+            if !valid_authority(value.as_bytes()) {
+                return Err(Refusal::Host);
+            }
+        } else if name == CONTENT_LENGTH {
+            length.add(value.as_bytes())?;
+        } else if name == TRANSFER_ENCODING {
+            *chunked.get_or_insert(0) += value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .filter(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+                .count();
+        } else if framing_name_with_underscore(name.as_str()) {
+            return Err(Refusal::Framing);
+        }
     }
     if req.version < Version::HTTP_11 {
         // An HTTP/1.0 client cannot take a 100 or a protocol switch.
         req.remove_header(&EXPECT);
         req.remove_header(&UPGRADE);
     }
-    if req.headers.contains_key(TRANSFER_ENCODING) {
+    match chunked {
         // Pingora refuses any final coding but chunked, and drops Content-Length beside it.
-        return Ok(Framing::Chunked);
+        Some(0 | 1) => return Ok(Framing::Chunked),
+        Some(_) => return Err(Refusal::Framing),
+        None => {}
     }
-    let length = match content_length(req)? {
-        Some((length, single)) => {
-            if !single {
-                req.insert_header(CONTENT_LENGTH, HeaderValue::from(length))
-                    .map_err(|_| Refusal::ContentLength)?;
-            }
-            length
-        }
-        None => 0,
-    };
-    Ok(Framing::Length(length))
+    if length.items > 1 {
+        req.insert_header(CONTENT_LENGTH, HeaderValue::from(length.value))
+            .map_err(|_| Refusal::ContentLength)?;
+    }
+    Ok(Framing::Length(length.value))
 }
 
-/// The request's `Content-Length` (every value the same), and whether it was given once.
-fn content_length(req: &RequestHeader) -> Result<Option<(u64, bool)>, Refusal> {
-    let mut found: Option<u64> = None;
-    let mut count = 0;
-    for value in req.headers.get_all(CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|&b| b == b',') {
+/// `Content-Length` values as they are read: every item the same number.
+#[derive(Debug, Default)]
+struct ContentLength {
+    value: u64,
+    /// Items seen, over every field line and comma list.
+    items: usize,
+}
+
+impl ContentLength {
+    fn add(&mut self, field: &[u8]) -> Result<(), Refusal> {
+        for item in field.split(|&b| b == b',') {
             let item = item.trim_ascii();
             let n = std::str::from_utf8(item)
                 .ok()
                 .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|s| s.parse::<u64>().ok())
                 .ok_or(Refusal::ContentLength)?;
-            if found.is_some_and(|f| f != n) {
+            if self.items > 0 && self.value != n {
                 return Err(Refusal::ContentLength);
             }
-            found = Some(n);
-            count += 1;
+            self.value = n;
+            self.items += 1;
         }
+        Ok(())
     }
-    Ok(found.map(|n| (n, count == 1)))
 }
 
-/// A request target of visible ASCII (RFC 9112 3.2, RFC 3986).
+/// A request target of visible ASCII in origin-form, absolute-form or asterisk-form
+/// (RFC 9112 3.2; authority-form is CONNECT's, which Pingora refuses).
 fn valid_target(target: &[u8]) -> bool {
-    target.iter().all(u8::is_ascii_graphic)
+    let form = target.first() == Some(&b'/')
+        || target == b"*"
+        || matches!(
+            raw_target_authority(target),
+            RawTargetAuthority::Absolute { .. }
+        );
+    form && target.iter().all(u8::is_ascii_graphic)
+}
+
+/// `content_length` or `transfer_encoding` (any case; header names come lowercase).
+fn framing_name_with_underscore(name: &str) -> bool {
+    name.contains('_') && matches!(name, "content_length" | "transfer_encoding")
 }
 
 /// `Host`: empty, or a URI authority (host and optional port, no userinfo): letters, digits,
@@ -139,6 +172,9 @@ mod tests {
             b"/a b",
             b"/a\tb",
             b"http://h.test/\xff",
+            b"?x=1",
+            b"x/y",
+            b"h.test:80",
         ] {
             // Some of them Pingora cannot even build (and answers 400 itself).
             let Ok(mut req) = RequestHeader::build("GET", target, None) else {
@@ -223,6 +259,32 @@ mod tests {
                 "{values:?}"
             );
         }
+    }
+
+    #[test]
+    fn ambiguous_framing_headers_are_refused() {
+        for headers in [
+            &[
+                ("Transfer-Encoding", &b"chunked"[..]),
+                ("Transfer-Encoding", b"chunked"),
+            ][..],
+            &[("Transfer-Encoding", b"chunked, Chunked")],
+            &[("Transfer_Encoding", b"chunked"), ("Content-Length", b"3")],
+            &[("content_length", b"3")],
+            &[("CONTENT_LENGTH", b"3")],
+        ] {
+            let mut req = request(b"/", headers);
+            assert_eq!(
+                normalize_request(&mut req),
+                Err(Refusal::Framing),
+                "{headers:?}"
+            );
+        }
+        let mut req = request(
+            b"/",
+            &[("X_Custom", b"1"), ("Transfer-Encoding", b"gzip, chunked")],
+        );
+        assert_eq!(normalize_request(&mut req), Ok(Framing::Chunked));
     }
 
     #[test]

@@ -230,8 +230,11 @@ impl ProxyHttp for Proxy {
             // No 1xx to an HTTP/1.0 client (RFC 9110 15.2).
             session.set_ignore_info_resp(true);
         }
-        let framing = normalize_request(session.req_header_mut());
+        let mut framing = normalize_request(session.req_header_mut());
         if let Some(guard) = session.stream().and_then(GuardedStream::of) {
+            if guard.request_line_has_control() {
+                framing = Err(Refusal::Target);
+            }
             // Refused requests close the connection: their body's framing does not matter.
             guard.tell_framing(*framing.as_ref().unwrap_or(&Framing::Length(0)));
         }

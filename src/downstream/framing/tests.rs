@@ -64,6 +64,36 @@ fn a_header_section_ends_at_its_first_empty_line_and_the_rest_waits() {
 }
 
 #[test]
+fn control_characters_in_the_request_line_are_noted() {
+    for (head, control) in [
+        (&b"GET /a HTTP/1.1\r\nX: \x01\r\n\r\n"[..], false),
+        (b"\r\nGET /a HTTP/1.1\n\n", false),
+        (b"GET /a\x08b HTTP/1.1\r\n\r\n", true),
+        (b"GET /\x00 HTTP/1.1\r\n\r\n", true),
+        (b"GET /a\x7f HTTP/1.1\r\n\r\n", true),
+        (b"GET\t/ HTTP/1.1\r\n\r\n", true),
+    ] {
+        for [a, b] in splits(head) {
+            let mut t = Tracker::default();
+            t.scan(a).unwrap();
+            t.scan(b).unwrap();
+            assert_eq!(
+                t.request_line_has_control(),
+                control,
+                "{}",
+                head.escape_ascii()
+            );
+        }
+    }
+    // Each request is judged on its own line.
+    let mut t = Tracker::default();
+    t.scan(b"GET /\x01 HTTP/1.1\r\n\r\n").unwrap();
+    t.set_framing(Framing::Length(0));
+    t.scan(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    assert!(!t.request_line_has_control());
+}
+
+#[test]
 fn an_unfinished_header_section_is_delivered_and_followed() {
     let mut t = Tracker::default();
     assert!(!t.in_head());
