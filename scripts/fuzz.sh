@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Bounded fuzzing of what clients control: the token decoder and the Cookie parser.
+# Bounded fuzzing of what clients control: the token decoder, the Cookie parser and the
+# request framing of a client connection (against httparse, Pingora's parser).
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
 # libFuzzer through cargo-fuzz, on the stable toolchain (RUSTC_BOOTSTRAP=1 unlocks the
 # sanitizer flags it needs). Seeds are in fuzz/corpus/<target>/ (new inputs go to a temporary
@@ -12,7 +13,7 @@ scripts/deps.sh
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 status=0
-for target in token_decode cookie_parse; do
+for target in token_decode cookie_parse request_framing; do
   work=$(mktemp -d)
   echo "== fuzzing $target for ${secs}s"
   if ! cargo fuzz run "$target" "$work" "fuzz/corpus/$target" -- \

@@ -1,5 +1,6 @@
 //! Property tests of everything a client or an operator controls: the token decoder, the cookie
-//! parser, the config loader. None may panic; each must reject what it should.
+//! parser, the request framing of a client connection, the config loader. None may panic; each
+//! must reject what it should.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +10,34 @@ use tether::config::{Config, SessionKey};
 use tether::session::{cookie_values, without_cookie};
 use tether::token::{KeyRing, Lifetimes, ServiceCodec, TOKEN_LEN};
 
+#[path = "../fuzz/fuzz_targets/framing_check.rs"]
+mod framing_check;
+
 const NOW: u32 = 1_800_000_000;
+
+/// Bytes that look like HTTP/1 requests often enough to reach their bodies: request lines,
+/// framing headers and chunk lines, with stray CR, LF and control characters between them.
+fn request_like_stream() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just(b"GET / HTTP/1.1".to_vec()),
+        Just(b"POST /p HTTP/1.1".to_vec()),
+        Just(b"Transfer-Encoding: chunked".to_vec()),
+        Just(b"Content-Length: 3".to_vec()),
+        Just(b"Host: a".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"\n".to_vec()),
+        Just(b"\r".to_vec()),
+        Just(b"5;e".to_vec()),
+        Just(b"0".to_vec()),
+        Just(b"hello".to_vec()),
+        proptest::collection::vec(any::<u8>(), 1..4),
+    ];
+    (any::<u8>(), proptest::collection::vec(piece, 0..40)).prop_map(|(seed, pieces)| {
+        let mut data = vec![seed];
+        data.extend(pieces.concat());
+        data
+    })
+}
 
 fn codec() -> ServiceCodec {
     let ring = KeyRing::new(&[SessionKey {
@@ -87,6 +115,11 @@ proptest! {
         let stripped = String::from_utf8(without_cookie(header.as_bytes(), b"sid")).unwrap();
         let kept = pairs.iter().filter(|(k, _)| k != "sid").map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
         prop_assert_eq!(stripped, kept);
+    }
+
+    #[test]
+    fn request_framing_agrees_with_httparse(data in request_like_stream()) {
+        framing_check::check(&data);
     }
 
     #[test]
@@ -182,5 +215,13 @@ fn fuzz_corpus_and_artifacts_replay() {
         let stripped = without_cookie(header, name);
         assert_eq!(cookie_values(&stripped, name).count(), 0);
         assert_eq!(without_cookie(&stripped, name), stripped);
+    }
+    let framing_inputs = inputs("request_framing");
+    assert!(
+        !framing_inputs.is_empty(),
+        "no seeds in fuzz/corpus/request_framing"
+    );
+    for data in framing_inputs {
+        framing_check::check(&data);
     }
 }
