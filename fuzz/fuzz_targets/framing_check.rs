@@ -37,12 +37,18 @@ pub fn check(data: &[u8]) {
         let mut req = httparse::Request::new(&mut fields);
         let framing = match req.parse(head) {
             Ok(httparse::Status::Complete(n)) => {
-                assert!(scanned.head_ended, "httparse ended the head before the tracker");
+                assert!(
+                    scanned.head_ended,
+                    "httparse ended the head before the tracker"
+                );
                 assert_eq!(n, head.len(), "the head ends elsewhere for httparse");
                 framing_of(req.headers)
             }
             Ok(httparse::Status::Partial) => {
-                assert!(!scanned.head_ended, "the tracker ended a head httparse has not");
+                assert!(
+                    !scanned.head_ended,
+                    "the tracker ended a head httparse has not"
+                );
                 continue;
             }
             // Pingora refuses the request and closes the connection.

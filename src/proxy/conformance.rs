@@ -14,7 +14,8 @@
 //! - a `Host` that is not a URI authority (spaces, controls, ...): 400;
 //! - `Content-Length` given twice with one value: forwarded once;
 //! - HTTP/1.0: `Expect` and `Upgrade` are ignored (RFC 9110 10.1.1, 7.8), and the response is
-//!   sent without chunked coding.
+//!   sent without chunked coding;
+//! - the backend's `Keep-Alive` response field is not passed on.
 
 use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderValue, Version};
@@ -139,6 +140,12 @@ fn framing_name_with_underscore(name: &str) -> bool {
 fn valid_authority(host: &[u8]) -> bool {
     host.iter()
         .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
+}
+
+/// Removes the backend's `Keep-Alive` (a hop-by-hop field, RFC 9110 7.6.1): how long the
+/// client's connection stays open is tether's `keepalive_timeout`, not the backend's.
+pub fn strip_hop_by_hop(resp: &mut ResponseHeader) {
+    resp.remove_header("keep-alive");
 }
 
 /// Makes a response readable by an HTTP/1.0 client: no chunked coding (the body is then
@@ -329,5 +336,15 @@ mod tests {
 
         let mut resp = ResponseHeader::build(200, None).unwrap();
         assert!(adapt_response_for_http10(&mut resp));
+    }
+
+    #[test]
+    fn the_backends_keep_alive_stays_behind() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.append_header("Keep-Alive", "timeout=30").unwrap();
+        resp.append_header("X-A", "1").unwrap();
+        strip_hop_by_hop(&mut resp);
+        assert!(resp.headers.get("keep-alive").is_none());
+        assert_eq!(resp.headers["x-a"], "1");
     }
 }

@@ -37,7 +37,7 @@ use crate::upstreams::Upstreams;
 mod conformance;
 mod forwarded;
 
-pub use conformance::{adapt_response_for_http10, normalize_request, Refusal};
+pub use conformance::{adapt_response_for_http10, normalize_request, strip_hop_by_hop, Refusal};
 pub use forwarded::{add_forwarded, drop_header_case};
 
 /// What happened to the request's session, for the access log.
@@ -391,6 +391,7 @@ impl ProxyHttp for Proxy {
         upstream_response: &mut pingora_http::ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        strip_hop_by_hop(upstream_response);
         if upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS {
             if let Some(guard) = session.stream().and_then(GuardedStream::of) {
                 guard.tell_framing(Framing::PassThrough);

@@ -13,7 +13,8 @@ use super::{eventually, read_body, read_message_head};
 /// How the recording backend answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
-    /// `200` with a `Content-Length` body naming the request (`<METHOD> <target>`).
+    /// `200` with a `Content-Length` body naming the request (`<METHOD> <target>`), and the
+    /// backend's own `Keep-Alive: timeout=1`.
     Length,
     /// `200` with the same body in chunked coding.
     Chunked,
@@ -175,7 +176,7 @@ fn serve(conn: TcpStream, id: u64, st: &State) {
                 named.len()
             ),
             _ => format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{named}",
+                "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: {}\r\n\r\n{named}",
                 named.len()
             ),
         };
