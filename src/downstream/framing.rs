@@ -65,6 +65,8 @@ enum Head {
     StartCr,
     /// Inside the request line.
     RequestLine,
+    /// A CR in the request line, at the end of the bytes read so far: LF must follow.
+    RequestLineCr,
     /// Inside a header field line.
     Line,
     /// Just after a line's LF: an LF or CRLF here ends the section.
@@ -222,7 +224,8 @@ impl Tracker {
     }
 
     /// The request line of the last header section has a control character (a byte below
-    /// 0x20 other than its CR, or DEL), which Pingora would percent-encode and forward.
+    /// 0x20 other than the CR of its CRLF, or DEL), which Pingora would percent-encode and
+    /// forward.
     pub fn request_line_has_control(&self) -> bool {
         self.request_line_control
     }
@@ -266,21 +269,45 @@ fn scan_head(head: &mut Head, control: &mut bool, bytes: &[u8]) -> Option<usize>
             },
             // A CR without LF here is refused by the parser; whatever follows is a line.
             Head::StartCr => *head = if b == b'\n' { Head::Start } else { Head::Line },
-            Head::RequestLine | Head::Line => {
+            Head::RequestLine => {
                 let rest = &bytes[i..];
-                let end = memchr::memchr(b'\n', rest);
-                if *head == Head::RequestLine {
-                    let line = &rest[..end.unwrap_or(rest.len())];
-                    *control |= line.iter().any(|&b| (b < 0x20 && b != b'\r') || b == 0x7f);
-                }
-                match end {
+                let lf = memchr::memchr(b'\n', rest);
+                let line = &rest[..lf.unwrap_or(rest.len())];
+                // A CR belongs only right before the LF (which may be in the next read).
+                let (line, cr) = match line.split_last() {
+                    Some((b'\r', before)) => (before, true),
+                    _ => (line, false),
+                };
+                *control |= line.iter().any(|&b| b < 0x20 || b == 0x7f);
+                match lf {
                     Some(lf) => {
                         i += lf;
                         *head = Head::LineStart;
                     }
-                    None => return None,
+                    None => {
+                        if cr {
+                            *head = Head::RequestLineCr;
+                        }
+                        return None;
+                    }
                 }
             }
+            Head::RequestLineCr => {
+                if b == b'\n' {
+                    *head = Head::LineStart;
+                } else {
+                    *control = true;
+                    *head = Head::RequestLine;
+                    continue;
+                }
+            }
+            Head::Line => match memchr::memchr(b'\n', &bytes[i..]) {
+                Some(lf) => {
+                    i += lf;
+                    *head = Head::LineStart;
+                }
+                None => return None,
+            },
             Head::LineStart | Head::LineStartCr if b == b'\n' => return Some(i + 1),
             Head::LineStart if b == b'\r' => *head = Head::LineStartCr,
             Head::LineStart | Head::LineStartCr => *head = Head::Line,

@@ -72,6 +72,9 @@ fn control_characters_in_the_request_line_are_noted() {
         (b"GET /\x00 HTTP/1.1\r\n\r\n", true),
         (b"GET /a\x7f HTTP/1.1\r\n\r\n", true),
         (b"GET\t/ HTTP/1.1\r\n\r\n", true),
+        (b"GET /?a\r HTTP/1.1\r\n\r\n", true),
+        (b"GET /?a\rHTTP/1.1 HTTP/1.1\r\n\r\n", true),
+        (b"GET / HTTP/1.1\r\r\n\r\n", true),
     ] {
         for [a, b] in splits(head) {
             let mut t = Tracker::default();
