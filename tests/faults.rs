@@ -101,9 +101,11 @@ fn hanging_backend_fails_fast_and_leaves_rotation() {
             .unwrap()
     };
     // The second service starts after its first health round, maybe after the first one.
-    eventually(Duration::from_secs(5), "the other service to listen", || {
-        std::net::TcpStream::connect(other_addr).ok()
-    });
+    eventually(
+        Duration::from_secs(5),
+        "the other service to listen",
+        || std::net::TcpStream::connect(other_addr).ok(),
+    );
     let began = Instant::now();
     let (mut ok, mut timeouts, mut slowest_other) = (0, 0, Duration::ZERO);
     let mut slowest_timeout = Duration::ZERO;
