@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use pingora_http::RequestHeader;
-use tether::config::{ServiceConfig, SessionKey};
+use tether::config::{RouteConfig, SessionKey};
 use tether::session::{cookie_values, unix_now, Sessions};
-use tether::token::{KeyRing, Lifetimes, ServiceCodec, TokenMemo};
+use tether::token::{KeyRing, Lifetimes, RouteCodec, TokenMemo};
 
 fn ring() -> Arc<KeyRing> {
     Arc::new(
@@ -22,7 +22,7 @@ fn ring() -> Arc<KeyRing> {
     )
 }
 
-fn service() -> ServiceConfig {
+fn route() -> RouteConfig {
     let yaml = "services:
   - name: web
     listen: 127.0.0.1:8000
@@ -35,23 +35,24 @@ fn service() -> ServiceConfig {
       cookie: {lifetime_type: Permanent}
 ";
     let config = tether::config::Config::parse(yaml, std::path::Path::new("."), &|_| None).unwrap();
-    config.services.into_iter().next().unwrap()
+    config.routes.into_iter().next().unwrap()
 }
 
 fn codec(c: &mut Criterion) {
-    let ids = ["web-1", "web-2", "web-3", "web-4"];
     let lifetimes = Lifetimes {
         absolute: Some(8 * 3600),
         idle: Some(1800),
     };
-    let codec = ServiceCodec::new(ring(), "web", &ids, lifetimes);
+    let ring = ring();
+    let tag = ring.backend_tags("web", "web-3")[0];
+    let codec = RouteCodec::new(ring, "web", lifetimes);
     let now = unix_now();
-    let token = codec.encode(3, now - 10, now - 5);
+    let token = codec.encode(&tag, now - 10, now - 5);
     c.bench_function("token encode", |b| {
         let mut out = String::with_capacity(80);
         b.iter(|| {
             out.clear();
-            codec.encode_into(black_box(2), now, now, &mut out);
+            codec.encode_into(black_box(&tag), now, now, &mut out);
         })
     });
     c.bench_function("token decode+verify", |b| {
@@ -63,10 +64,12 @@ fn codec(c: &mut Criterion) {
 }
 
 fn request_path(c: &mut Criterion) {
-    let service = service();
-    let sessions = Sessions::new(&ring(), &service).unwrap();
+    let route = route();
+    let ring = ring();
+    let tag = ring.backend_tags("web", "127.0.0.1:9002")[0];
+    let sessions = Sessions::new(&ring, &route, 0).unwrap();
     let now = unix_now();
-    let cookie = sessions.set_cookie(1, now, now);
+    let cookie = sessions.set_cookie(&tag, now, now, false);
     let token = cookie.split(';').next().unwrap().to_string();
     let header = format!("theme=dark; {token}; lang=en; _ga=GA1.2.3456789.1234567890");
     c.bench_function("cookie header parsing", |b| {
@@ -101,7 +104,7 @@ fn request_path(c: &mut Criterion) {
         )
     });
     c.bench_function("build Set-Cookie (Permanent)", |b| {
-        b.iter(|| sessions.set_cookie(black_box(0), now, now))
+        b.iter(|| sessions.set_cookie(black_box(&tag), now, now, false))
     });
 }
 

@@ -9,70 +9,112 @@ use pingora_core::protocols::http::ServerSession;
 use serde_json::json;
 
 use crate::config::BackendState;
+use crate::gateway::Gateway;
 use crate::metrics::Metrics;
-use crate::upstreams::Upstreams;
 
 /// Serves the admin endpoints.
 pub struct Admin {
     metrics: Arc<Metrics>,
-    services: Vec<Arc<Upstreams>>,
+    gateway: Arc<Gateway>,
 }
 
 impl Admin {
-    /// An admin app over these metrics and services.
-    pub fn new(metrics: Arc<Metrics>, services: Vec<Arc<Upstreams>>) -> Self {
-        Admin { metrics, services }
+    /// An admin app over these metrics and this gateway.
+    pub fn new(metrics: Arc<Metrics>, gateway: Arc<Gateway>) -> Self {
+        Admin { metrics, gateway }
     }
 
-    /// Sets the health and draining gauges from the live state: read at scrape time, so they
-    /// are exact without hooking into every health transition (see pingora#542).
+    /// Sets the backend gauges from the live state: read at scrape time, so they are exact
+    /// without hooking into every health transition (see pingora#542).
     fn refresh_gauges(&self) {
-        for up in &self.services {
-            for idx in 0..up.len() {
-                let b = up.backend(idx);
-                let labels = [up.config.name.as_str(), b.id.as_str()];
-                self.metrics
-                    .backend_healthy
+        for cluster in &self.gateway.clusters {
+            for b in &cluster.backends().backends {
+                let labels = [cluster.config.name.as_str(), b.id.as_str()];
+                let m = &self.metrics;
+                m.backend_healthy
                     .with_label_values(&labels)
-                    .set(i64::from(up.is_healthy(idx)));
-                self.metrics
-                    .backend_draining
+                    .set(i64::from(b.is_healthy()));
+                m.backend_draining
                     .with_label_values(&labels)
                     .set(i64::from(b.state == BackendState::Draining));
+                m.backend_ejected.with_label_values(&labels).set(0);
             }
         }
     }
 
-    /// The `/status` document.
+    /// The `/status` document: listeners, routes, clusters and each backend's state.
     pub fn status(&self) -> serde_json::Value {
-        let services: Vec<_> = self
-            .services
+        let gw = &self.gateway;
+        let route_names = |listener: usize| -> Vec<&str> {
+            gw.routes
+                .iter()
+                .filter(|r| r.config.listeners.contains(&listener))
+                .map(|r| r.config.name.as_str())
+                .collect()
+        };
+        let listeners: Vec<_> = gw
+            .listeners
             .iter()
-            .map(|up| {
-                let backends: Vec<_> = (0..up.len())
-                    .map(|idx| {
-                        let b = up.backend(idx);
+            .enumerate()
+            .map(|(i, l)| {
+                json!({
+                    "name": l.name,
+                    "address": l.address.to_string(),
+                    "protocol": "http",
+                    "routes": route_names(i),
+                })
+            })
+            .collect();
+        let routes: Vec<_> = gw
+            .routes
+            .iter()
+            .map(|r| {
+                let c = &r.config;
+                json!({
+                    "name": c.name,
+                    "listeners": c.listeners.iter().map(|&l| gw.listeners[l].name.as_str()).collect::<Vec<_>>(),
+                    "hostnames": c.hostnames.iter().map(|h| h.to_text()).collect::<Vec<_>>(),
+                    "clusters": c.backends.iter().map(|w| json!({
+                        "cluster": gw.clusters[w.cluster].config.name,
+                        "weight": w.weight,
+                    })).collect::<Vec<_>>(),
+                    "session_persistence": c.session.as_ref().map(|s| json!({
+                        "type": format!("{:?}", s.kind),
+                        "name": s.name,
+                        "strict": s.strict,
+                    })),
+                })
+            })
+            .collect();
+        let clusters: Vec<_> = gw
+            .clusters
+            .iter()
+            .map(|c| {
+                let backends: Vec<_> = c
+                    .backends()
+                    .backends
+                    .iter()
+                    .map(|b| {
                         json!({
                             "id": b.id,
                             "address": b.address,
                             "weight": b.weight,
-                            "state": match b.state {
-                                BackendState::Active => "active",
-                                BackendState::Draining => "draining",
-                            },
-                            "healthy": up.is_healthy(idx),
+                            "state": b.state.as_str(),
+                            "healthy": b.is_healthy(),
+                            "ejected": false,
+                            "source": "config",
                         })
                     })
                     .collect();
-                json!({
-                    "name": up.config.name,
-                    "listen": up.config.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-                    "session_persistence": up.config.session.as_ref().map(|s| format!("{:?}", s.kind)),
-                    "backends": backends,
-                })
+                json!({ "name": c.config.name, "backends": backends })
             })
             .collect();
-        json!({ "version": env!("CARGO_PKG_VERSION"), "services": services })
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "listeners": listeners,
+            "routes": routes,
+            "clusters": clusters,
+        })
     }
 }
 

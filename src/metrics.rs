@@ -1,73 +1,105 @@
 //! Prometheus metrics of SPEC section 4, in a registry of our own served by the admin listener.
 
+use std::sync::OnceLock;
+
 use crate::token::Reject;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
-/// Label used for responses that no backend produced (503 with nothing healthy).
-pub const NO_BACKEND: &str = "none";
+/// Label for a response no backend produced (503 with nothing healthy; all three labels for a
+/// 404 of no route).
+pub const NONE: &str = "none";
+
+/// Statuses 100..=599 each get a counter slot.
+const STATUSES: usize = 500;
+
+/// A counter per status, each created on first use.
+type StatusCounters = Box<[OnceLock<IntCounter>]>;
 
 /// Every metric tether exports.
 pub struct Metrics {
     registry: Registry,
-    /// `tether_requests_total{service,backend,code}`.
+    /// `tether_requests_total{route,cluster,backend,code}`.
     pub requests: IntCounterVec,
-    /// `tether_request_duration_seconds{service}`.
+    /// `tether_request_duration_seconds{route}`.
     pub duration: HistogramVec,
-    /// `tether_session_created_total{service}`.
+    /// `tether_session_created_total{route}`.
     pub session_created: IntCounterVec,
-    /// `tether_session_routed_total{service}`.
+    /// `tether_session_routed_total{route}`.
     pub session_routed: IntCounterVec,
-    /// `tether_session_failed_open_total{service}`.
+    /// `tether_session_failed_open_total{route}`.
     pub session_failed_open: IntCounterVec,
-    /// `tether_session_failed_closed_total{service}`.
+    /// `tether_session_failed_closed_total{route}`.
     pub session_failed_closed: IntCounterVec,
-    /// `tether_session_rejected_total{service,reason}`.
+    /// `tether_session_rejected_total{route,reason}`.
     pub session_rejected: IntCounterVec,
-    /// `tether_backend_healthy{service,backend}`.
+    /// `tether_backend_sessions_routed_total{cluster,backend}`.
+    pub backend_sessions_routed: IntCounterVec,
+    /// `tether_backend_healthy{cluster,backend}`.
     pub backend_healthy: IntGaugeVec,
-    /// `tether_backend_draining{service,backend}`.
+    /// `tether_backend_draining{cluster,backend}`.
     pub backend_draining: IntGaugeVec,
+    /// `tether_backend_ejected{cluster,backend}`.
+    pub backend_ejected: IntGaugeVec,
 }
 
-/// The per-request metrics of one service, resolved once so the request path skips label
-/// hashing and the registry's locks: the duration histogram, and `tether_requests_total` per
-/// backend and status, each created on first use.
+/// The per-request metrics of one route, resolved once so the request path skips label hashing
+/// and the registry's locks: the duration histogram, and `tether_requests_total` per backend
+/// and status, each created on first use.
 pub struct RequestCounters {
     duration: prometheus::Histogram,
     requests: IntCounterVec,
-    service: String,
-    /// Per backend (config order), then one extra for "no backend": a slot per status 100..=599.
-    by_status: Vec<Vec<std::sync::OnceLock<IntCounter>>>,
-    backend_ids: Vec<String>,
+    route: String,
+    /// Per cluster of the route: its name and its backends' ids by slot.
+    clusters: Vec<(String, Vec<String>)>,
+    /// Per cluster, per backend slot: a counter slot per status, allocated on first use.
+    by_backend: Vec<Vec<OnceLock<StatusCounters>>>,
+    /// Responses without a backend, per status.
+    no_backend: StatusCounters,
+}
+
+fn status_slots() -> StatusCounters {
+    (0..STATUSES).map(|_| OnceLock::new()).collect()
 }
 
 impl RequestCounters {
-    /// Counts one response of `backend` (None: answered without a backend) with `status`.
-    pub fn observe(&self, backend: Option<usize>, status: u16, seconds: f64) {
+    /// Counts one response with `status` from backend `slot` of the route's cluster `cluster`
+    /// (`None`: answered without a backend).
+    pub fn observe(&self, backend: Option<(usize, usize)>, status: u16, seconds: f64) {
         self.duration.observe(seconds);
-        let slot_row = backend.unwrap_or(self.backend_ids.len());
+        let slots = match backend {
+            Some((c, slot)) => match self.by_backend.get(c).and_then(|row| row.get(slot)) {
+                Some(cell) => &**cell.get_or_init(status_slots),
+                None => return,
+            },
+            None => &*self.no_backend,
+        };
         let counter = match (status as usize)
             .checked_sub(100)
-            .and_then(|i| self.by_status[slot_row].get(i))
+            .and_then(|i| slots.get(i))
         {
-            Some(slot) => slot.get_or_init(|| self.counter(slot_row, status)),
+            Some(slot) => slot.get_or_init(|| self.counter(backend, status)),
             // Status 0 (no response) or out of range: rare, so no cache.
-            None => &self.counter(slot_row, status),
+            None => &self.counter(backend, status),
         };
         counter.inc();
     }
 
-    fn counter(&self, row: usize, status: u16) -> IntCounter {
-        let backend = self.backend_ids.get(row).map_or(NO_BACKEND, String::as_str);
+    fn counter(&self, backend: Option<(usize, usize)>, status: u16) -> IntCounter {
+        let (cluster, id) = backend
+            .and_then(|(c, slot)| {
+                let (name, ids) = self.clusters.get(c)?;
+                Some((name.as_str(), ids.get(slot)?.as_str()))
+            })
+            .unwrap_or((NONE, NONE));
         self.requests
-            .with_label_values(&[self.service.as_str(), backend, &status.to_string()])
+            .with_label_values(&[self.route.as_str(), cluster, id, &status.to_string()])
     }
 }
 
-/// The session counters of one service, resolved once so the request path skips label lookups.
+/// The session counters of one route, resolved once so the request path skips label lookups.
 #[derive(Clone)]
 pub struct SessionCounters {
     /// New sessions pinned.
@@ -93,7 +125,7 @@ impl Metrics {
                 Ok(c)
             };
         let gauge = |name: &str, help: &str| -> prometheus::Result<IntGaugeVec> {
-            let g = IntGaugeVec::new(Opts::new(name, help), &["service", "backend"])?;
+            let g = IntGaugeVec::new(Opts::new(name, help), &["cluster", "backend"])?;
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
@@ -106,79 +138,111 @@ impl Metrics {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0, 30.0, 60.0,
             ]),
-            &["service"],
+            &["route"],
         )?;
         registry.register(Box::new(duration.clone()))?;
         Ok(Metrics {
             requests: counter(
                 "tether_requests_total",
-                "Responses sent, by service, backend and status code",
-                &["service", "backend", "code"],
+                "Responses sent, by route, cluster, backend and status code",
+                &["route", "cluster", "backend", "code"],
             )?,
             duration,
             session_created: counter(
                 "tether_session_created_total",
                 "New sessions pinned to a backend",
-                &["service"],
+                &["route"],
             )?,
             session_routed: counter(
                 "tether_session_routed_total",
                 "Requests whose valid session token was honoured",
-                &["service"],
+                &["route"],
             )?,
             session_failed_open: counter(
                 "tether_session_failed_open_total",
                 "Sessions whose backend was unavailable and were re-pinned",
-                &["service"],
+                &["route"],
             )?,
             session_failed_closed: counter(
                 "tether_session_failed_closed_total",
                 "Sessions whose backend was unavailable and got 503 (strict)",
-                &["service"],
+                &["route"],
             )?,
             session_rejected: counter(
                 "tether_session_rejected_total",
                 "Session tokens ignored, by reason",
-                &["service", "reason"],
+                &["route", "reason"],
+            )?,
+            backend_sessions_routed: counter(
+                "tether_backend_sessions_routed_total",
+                "Requests whose valid session token was honoured, by the backend that served them",
+                &["cluster", "backend"],
             )?,
             backend_healthy: gauge(
                 "tether_backend_healthy",
                 "1 when the backend passes its health check",
             )?,
             backend_draining: gauge("tether_backend_draining", "1 when the backend is draining")?,
+            backend_ejected: gauge(
+                "tether_backend_ejected",
+                "1 when outlier detection has ejected the backend",
+            )?,
             registry,
         })
     }
 
-    /// Resolves (and so creates, at 0) the session counters of a service.
-    pub fn session_counters(&self, service: &str) -> SessionCounters {
+    /// Resolves (and so creates, at 0) the session counters of a route.
+    pub fn session_counters(&self, route: &str) -> SessionCounters {
         SessionCounters {
-            created: self.session_created.with_label_values(&[service]),
-            routed: self.session_routed.with_label_values(&[service]),
-            failed_open: self.session_failed_open.with_label_values(&[service]),
-            failed_closed: self.session_failed_closed.with_label_values(&[service]),
+            created: self.session_created.with_label_values(&[route]),
+            routed: self.session_routed.with_label_values(&[route]),
+            failed_open: self.session_failed_open.with_label_values(&[route]),
+            failed_closed: self.session_failed_closed.with_label_values(&[route]),
             rejected: Reject::ALL
                 .iter()
                 .map(|r| {
                     self.session_rejected
-                        .with_label_values(&[service, r.as_str()])
+                        .with_label_values(&[route, r.as_str()])
                 })
                 .collect(),
         }
     }
 
-    /// Resolves the per-request metrics of a service with these backend ids (config order).
-    pub fn request_counters(&self, service: &str, backend_ids: &[&str]) -> RequestCounters {
-        let rows = backend_ids.len() + 1;
+    /// Resolves the per-request metrics of a route whose clusters (in its order) have these
+    /// names and backend ids (by slot).
+    pub fn request_counters(&self, route: &str, clusters: &[(&str, Vec<&str>)]) -> RequestCounters {
         RequestCounters {
-            duration: self.duration.with_label_values(&[service]),
+            duration: self.duration.with_label_values(&[route]),
             requests: self.requests.clone(),
-            service: service.to_string(),
-            by_status: (0..rows)
-                .map(|_| (100..=599).map(|_| std::sync::OnceLock::new()).collect())
+            route: route.to_string(),
+            by_backend: clusters
+                .iter()
+                .map(|(_, ids)| ids.iter().map(|_| OnceLock::new()).collect())
                 .collect(),
-            backend_ids: backend_ids.iter().map(|s| s.to_string()).collect(),
+            clusters: clusters
+                .iter()
+                .map(|(name, ids)| {
+                    (
+                        name.to_string(),
+                        ids.iter().map(|id| id.to_string()).collect(),
+                    )
+                })
+                .collect(),
+            no_backend: status_slots(),
         }
+    }
+
+    /// Resolves (and so creates, at 0) the sessions-routed counter and the gauges of a backend.
+    pub fn backend_sessions_routed(&self, cluster: &str, backend: &str) -> IntCounter {
+        for gauge in [
+            &self.backend_healthy,
+            &self.backend_draining,
+            &self.backend_ejected,
+        ] {
+            gauge.with_label_values(&[cluster, backend]);
+        }
+        self.backend_sessions_routed
+            .with_label_values(&[cluster, backend])
     }
 
     /// The registry in Prometheus text format.
@@ -195,35 +259,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn request_counters_count_by_backend_and_status() {
+    fn request_counters_count_by_route_cluster_backend_and_status() {
         let m = Metrics::new().unwrap();
-        let c = m.request_counters("web", &["a", "b"]);
-        c.observe(Some(1), 200, 0.01);
-        c.observe(Some(1), 200, 0.01);
+        let c = m.request_counters("web", &[("shop", vec!["a", "b"]), ("canary", vec!["c"])]);
+        c.observe(Some((0, 1)), 200, 0.01);
+        c.observe(Some((0, 1)), 200, 0.01);
+        c.observe(Some((1, 0)), 502, 0.01);
         c.observe(None, 503, 0.0);
-        c.observe(Some(0), 0, 0.0);
+        c.observe(Some((0, 0)), 0, 0.0);
         let text = String::from_utf8(m.render()).unwrap();
         for line in [
-            "tether_requests_total{backend=\"b\",code=\"200\",service=\"web\"} 2",
-            "tether_requests_total{backend=\"none\",code=\"503\",service=\"web\"} 1",
-            "tether_requests_total{backend=\"a\",code=\"0\",service=\"web\"} 1",
-            "tether_request_duration_seconds_count{service=\"web\"} 4",
+            "tether_requests_total{backend=\"b\",cluster=\"shop\",code=\"200\",route=\"web\"} 2",
+            "tether_requests_total{backend=\"c\",cluster=\"canary\",code=\"502\",route=\"web\"} 1",
+            "tether_requests_total{backend=\"none\",cluster=\"none\",code=\"503\",route=\"web\"} 1",
+            "tether_requests_total{backend=\"a\",cluster=\"shop\",code=\"0\",route=\"web\"} 1",
+            "tether_request_duration_seconds_count{route=\"web\"} 5",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
     }
 
     #[test]
-    fn session_counters_exist_at_zero() {
+    fn session_and_backend_series_exist_at_zero() {
         let m = Metrics::new().unwrap();
         m.session_counters("web");
+        m.backend_sessions_routed("shop", "a");
         let text = String::from_utf8(m.render()).unwrap();
         for name in [
-            "tether_session_created_total{service=\"web\"} 0",
-            "tether_session_routed_total{service=\"web\"} 0",
-            "tether_session_failed_open_total{service=\"web\"} 0",
-            "tether_session_failed_closed_total{service=\"web\"} 0",
-            "tether_session_rejected_total{reason=\"bad_mac\",service=\"web\"} 0",
+            "tether_session_created_total{route=\"web\"} 0",
+            "tether_session_routed_total{route=\"web\"} 0",
+            "tether_session_failed_open_total{route=\"web\"} 0",
+            "tether_session_failed_closed_total{route=\"web\"} 0",
+            "tether_session_rejected_total{reason=\"other_route\",route=\"web\"} 0",
+            "tether_backend_sessions_routed_total{backend=\"a\",cluster=\"shop\"} 0",
+            "tether_backend_healthy{backend=\"a\",cluster=\"shop\"} 0",
+            "tether_backend_draining{backend=\"a\",cluster=\"shop\"} 0",
+            "tether_backend_ejected{backend=\"a\",cluster=\"shop\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

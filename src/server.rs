@@ -1,5 +1,6 @@
-//! Assembles the Pingora server from a validated [`Config`]: per service a health background
-//! service and a proxy service (which waits for the first discovery), plus the admin listener.
+//! Assembles the Pingora server from a validated [`Config`]: per cluster a health background
+//! service, per listener a proxy service (which waits for its clusters' first discovery), the
+//! admin listener and the log flusher.
 
 use std::sync::Arc;
 
@@ -12,12 +13,11 @@ use pingora_proxy::HttpProxy;
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::downstream::Guarded;
+use crate::gateway::Gateway;
 use crate::logging::Flusher;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::session::Sessions;
 use crate::token::KeyRing;
-use crate::upstreams::Upstreams;
 
 /// How the process was started (Pingora's flags).
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,38 +36,35 @@ pub fn build(config: Config, mode: StartMode) -> Result<Server, Box<dyn std::err
         ..Opt::default()
     };
     let ring = Arc::new(key_ring(&config)?);
+    let metrics = Arc::new(Metrics::new()?);
+    let (gateway, health) = Gateway::build(&config, &ring, &metrics)?;
     let mut server = Server::new_with_opt_and_conf(opt, config.server);
     server.bootstrap();
 
-    let metrics = Arc::new(Metrics::new()?);
-    let mut all = Vec::new();
-    for svc in &config.services {
-        let (upstreams, health) = Upstreams::build(svc)?;
-        let health = server.add_service(health);
+    let health: Vec<_> = health
+        .into_iter()
+        .map(|service| server.add_service(service))
+        .collect();
+    for (idx, listener) in gateway.listeners.iter().enumerate() {
         let mut app = HttpProxy::new(
-            Proxy::new(
-                upstreams.clone(),
-                Sessions::new(&ring, svc),
-                config.limits,
-                metrics.clone(),
-            ),
+            Proxy::new(gateway.clone(), idx, config.limits),
             server.configuration.clone(),
         );
         app.handle_init_modules();
         let mut proxy = Service::new(
-            format!("proxy {}", svc.name),
-            Guarded::new(app, &svc.listen, config.limits),
+            format!("listener {}", listener.name),
+            Guarded::new(app, &[listener.address], config.limits),
         );
-        for addr in &svc.listen {
-            proxy.add_tcp(&addr.to_string());
-        }
+        proxy.add_tcp(&listener.address.to_string());
         // No traffic before the backends are known, or every request would get 503.
-        server.add_service(proxy).add_dependency(&health);
-        all.push(upstreams);
+        let handle = server.add_service(proxy);
+        for cluster in gateway.clusters_of(idx) {
+            handle.add_dependency(&health[cluster]);
+        }
     }
     server.add_service(background_service("log flusher", Flusher));
     if let Some(admin) = &config.admin {
-        let mut service = Service::new("admin".to_string(), Admin::new(metrics, all));
+        let mut service = Service::new("admin".to_string(), Admin::new(metrics, gateway));
         service.add_tcp(&admin.listen.to_string());
         service.threads = Some(1);
         server.add_service(service);
@@ -80,7 +77,7 @@ fn key_ring(config: &Config) -> Result<KeyRing, String> {
     if !config.session_keys.is_empty() {
         return KeyRing::new(&config.session_keys);
     }
-    if config.services.iter().any(|s| s.session.is_some()) {
+    if config.routes.iter().any(|r| r.session.is_some()) {
         log::warn!(
             "no session_keys configured: using a random key; sessions will not survive a restart \
              or upgrade, and other instances will not honour them"

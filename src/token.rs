@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! bytes  0      1..3      3..15    15..35                                   35..51
-//!        ver=2  key tag   nonce    AES-256-CTR( service tag 4 | backend tag 8   SIV tag 16
+//!        ver=2  key tag   nonce    AES-256-CTR( route tag 4 | backend tag 8     SIV tag 16
 //!                                   | session start u32 | last use u32 )
 //! ```
 //!
@@ -18,7 +18,10 @@
 //! 3, so the encoding has no spare bits: every character change changes the bytes.
 //!
 //! - Nothing is readable: the payload is encrypted, and its backend tag is itself a keyed hash
-//!   of the service and backend id, so no address, port or id appears in any encoding.
+//!   of the cluster and backend id, so no address, port or id appears in any encoding.
+//! - The route tag (a keyed hash of the route's name) scopes a token to its route. A route made
+//!   by a `services` entry has the service's name, and so does its cluster: the tags are the
+//!   ones version 1 computed for the service, and its tokens stay valid.
 //!   With a fresh nonce per token, two tokens for one backend share no bytes either.
 //! - Nothing is forgeable: the tag authenticates header, nonce and payload. SIV is nonce-misuse
 //!   resistant: a repeated nonce only shows that two tokens carry the same payload.
@@ -67,9 +70,10 @@ pub enum Reject {
     Expired,
     /// Unused for longer than `idle_timeout`.
     Idle,
-    /// Issued by another service.
-    OtherService,
-    /// Names a backend this service no longer has.
+    /// Issued for another route.
+    OtherRoute,
+    /// Names a backend the route's clusters no longer have (told by the route, which knows its
+    /// backends; the codec does not).
     UnknownBackend,
 }
 
@@ -81,7 +85,7 @@ impl Reject {
         Reject::UnknownKey,
         Reject::Expired,
         Reject::Idle,
-        Reject::OtherService,
+        Reject::OtherRoute,
         Reject::UnknownBackend,
     ];
 
@@ -93,7 +97,7 @@ impl Reject {
             Reject::UnknownKey => "unknown_key",
             Reject::Expired => "expired",
             Reject::Idle => "idle",
-            Reject::OtherService => "other_service",
+            Reject::OtherRoute => "other_route",
             Reject::UnknownBackend => "unknown_backend",
         }
     }
@@ -112,7 +116,7 @@ struct RingKey {
     cipher: Aes256,
     /// Makes the SIV tag over header, nonce and payload.
     token_mac: HmacSha256,
-    /// Keys the service and backend tags, which must not be computable without the secret.
+    /// Keys the route and backend tags, which must not be computable without the secret.
     tag_mac: HmacSha256,
 }
 
@@ -172,6 +176,25 @@ impl KeyRing {
         }])
     }
 
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the ring has no key (never: [`KeyRing::new`] refuses that).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The tags of backend `id` of `cluster` under each key, in ring order.
+    pub fn backend_tags(&self, cluster: &str, id: &str) -> Vec<BackendTag> {
+        // "backend" and the cluster name: what version 1 keyed with the service's name.
+        self.keys
+            .iter()
+            .map(|k| tag_of(&k.tag_mac, &[b"backend", cluster.as_bytes(), id.as_bytes()]))
+            .collect()
+    }
+
     /// A random nonce from the thread's CSPRNG: unlinkable tokens (a counter would show which
     /// instance issued a token and how many it had issued). A repeat is harmless with SIV.
     fn next_nonce(&self) -> [u8; NONCE_LEN] {
@@ -215,11 +238,14 @@ pub struct Lifetimes {
     pub idle: Option<u32>,
 }
 
+/// A backend's tag in tokens: a keyed hash of its cluster and id.
+pub type BackendTag = [u8; 8];
+
 /// A valid token's content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Session {
-    /// Index of the backend in the service's config.
-    pub backend: usize,
+    /// The backend's tag under the key that made the token.
+    pub backend: BackendTag,
     /// When the session began (Unix seconds).
     pub start: u32,
     /// When the token was last issued (Unix seconds).
@@ -228,43 +254,26 @@ pub struct Session {
     pub key_index: usize,
 }
 
-/// Encodes and decodes the tokens of one service, with tags precomputed for every key.
-pub struct ServiceCodec {
+/// Encodes and decodes the tokens of one route, with its tag precomputed for every key.
+pub struct RouteCodec {
     ring: std::sync::Arc<KeyRing>,
-    /// Per key: the service tag.
-    service_tags: Vec<[u8; 4]>,
-    /// Per key: the backend tags, in config order.
-    backend_tags: Vec<Vec<[u8; 8]>>,
+    /// Per key: the route tag.
+    route_tags: Vec<[u8; 4]>,
     lifetimes: Lifetimes,
 }
 
-impl ServiceCodec {
-    /// The codec of service `service` whose backends have these stable ids (config order).
-    pub fn new(
-        ring: std::sync::Arc<KeyRing>,
-        service: &str,
-        backend_ids: &[&str],
-        lifetimes: Lifetimes,
-    ) -> Self {
-        let service_tags = ring
+impl RouteCodec {
+    /// The codec of route `route`.
+    pub fn new(ring: std::sync::Arc<KeyRing>, route: &str, lifetimes: Lifetimes) -> Self {
+        // "service": the label version 1 keyed its scope with.
+        let route_tags = ring
             .keys
             .iter()
-            .map(|k| tag_of(&k.tag_mac, &[b"service", service.as_bytes()]))
+            .map(|k| tag_of(&k.tag_mac, &[b"service", route.as_bytes()]))
             .collect();
-        let backend_tags = ring
-            .keys
-            .iter()
-            .map(|k| {
-                backend_ids
-                    .iter()
-                    .map(|id| tag_of(&k.tag_mac, &[b"backend", service.as_bytes(), id.as_bytes()]))
-                    .collect()
-            })
-            .collect();
-        ServiceCodec {
+        RouteCodec {
             ring,
-            service_tags,
-            backend_tags,
+            route_tags,
             lifetimes,
         }
     }
@@ -274,15 +283,15 @@ impl ServiceCodec {
         self.lifetimes
     }
 
-    /// A new token for `backend`, signed by the first key.
-    pub fn encode(&self, backend: usize, start: u32, last: u32) -> String {
+    /// A new token for the backend with this tag under the signing key.
+    pub fn encode(&self, backend: &BackendTag, start: u32, last: u32) -> String {
         let mut out = String::with_capacity(TOKEN_LEN);
         self.encode_into(backend, start, last, &mut out);
         out
     }
 
     /// Appends a new token to `out` (no allocation when `out` has room).
-    pub fn encode_into(&self, backend: usize, start: u32, last: u32, out: &mut String) {
+    pub fn encode_into(&self, backend: &BackendTag, start: u32, last: u32, out: &mut String) {
         let raw = self.seal(0, self.ring.next_nonce(), backend, start, last);
         URL_SAFE_NO_PAD.encode_string(raw, out);
     }
@@ -291,7 +300,7 @@ impl ServiceCodec {
         &self,
         key_index: usize,
         nonce: [u8; NONCE_LEN],
-        backend: usize,
+        backend: &BackendTag,
         start: u32,
         last: u32,
     ) -> [u8; RAW_LEN] {
@@ -301,8 +310,8 @@ impl ServiceCodec {
         raw[1..3].copy_from_slice(&key.tag);
         raw[HEADER_LEN..PAYLOAD_AT].copy_from_slice(&nonce);
         let payload = &mut raw[PAYLOAD_AT..TAG_AT];
-        payload[0..4].copy_from_slice(&self.service_tags[key_index]);
-        payload[4..12].copy_from_slice(&self.backend_tags[key_index][backend]);
+        payload[0..4].copy_from_slice(&self.route_tags[key_index]);
+        payload[4..12].copy_from_slice(backend);
         payload[12..16].copy_from_slice(&start.to_be_bytes());
         payload[16..20].copy_from_slice(&last.to_be_bytes());
         let tag = siv_tag(key, &raw[..PAYLOAD_AT], &raw[PAYLOAD_AT..TAG_AT]);
@@ -342,18 +351,13 @@ impl ServiceCodec {
         mac.update(payload);
         mac.verify_truncated_left(&tag)
             .map_err(|_| Reject::BadMac)?;
-        if payload[0..4] != self.service_tags[key_index] {
-            return Err(Reject::OtherService);
+        if payload[0..4] != self.route_tags[key_index] {
+            return Err(Reject::OtherRoute);
         }
-        let start = u32::from_be_bytes(payload[12..16].try_into().unwrap());
-        let last = u32::from_be_bytes(payload[16..20].try_into().unwrap());
-        // The lifetimes are judged before the backend: an expired token of a removed backend
-        // is expired.
+        let start = u32::from_be_bytes(payload[12..16].try_into().unwrap_or_default());
+        let last = u32::from_be_bytes(payload[16..20].try_into().unwrap_or_default());
         self.check_times(start, last, now)?;
-        let backend = self.backend_tags[key_index]
-            .iter()
-            .position(|t| t[..] == payload[4..12])
-            .ok_or(Reject::UnknownBackend)?;
+        let backend: BackendTag = payload[4..12].try_into().unwrap_or_default();
         Ok(Session {
             backend,
             start,
@@ -362,27 +366,34 @@ impl ServiceCodec {
         })
     }
 
-    /// As [`ServiceCodec::decode`], remembering the last valid token in `memo`: the same bytes
+    /// As [`RouteCodec::decode`], remembering the last valid token in `memo`: the same bytes
     /// again (a kept-alive connection's next request) skip the cryptography, not the lifetimes.
+    /// `scope` identifies this codec's route: a token remembered for another route is decoded
+    /// afresh (and so refused as `other_route`), whichever routes share the connection.
     pub fn decode_remembered(
         &self,
         token: &[u8],
         now: u32,
         memo: &TokenMemo,
+        scope: usize,
     ) -> Result<Session, Reject> {
         let Ok(token) = <&[u8; TOKEN_LEN]>::try_from(token) else {
             return self.decode(token, now);
         };
         // A poisoned lock only means a panic elsewhere mid-update of two plain values.
         let mut last = memo.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((known, session)) = &*last {
-            if same_token(known, token) {
-                self.check_times(session.start, session.last, now)?;
-                return Ok(*session);
+        if let Some(memo) = &*last {
+            if memo.scope == scope && same_token(&memo.token, token) {
+                self.check_times(memo.session.start, memo.session.last, now)?;
+                return Ok(memo.session);
             }
         }
         let session = self.decode(token, now)?;
-        *last = Some((*token, session));
+        *last = Some(Remembered {
+            scope,
+            token: *token,
+            session,
+        });
         Ok(session)
     }
 
@@ -413,10 +424,17 @@ fn same_token(a: &[u8; TOKEN_LEN], b: &[u8; TOKEN_LEN]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// The last valid token seen on one client connection, with what it decoded to. A connection
-/// is served by one service, so one codec reads it.
+/// The last valid token seen on one client connection, with the route it was valid for and
+/// what it decoded to.
 #[derive(Debug, Default)]
-pub struct TokenMemo(std::sync::Mutex<Option<([u8; TOKEN_LEN], Session)>>);
+pub struct TokenMemo(std::sync::Mutex<Option<Remembered>>);
+
+#[derive(Debug)]
+struct Remembered {
+    scope: usize,
+    token: [u8; TOKEN_LEN],
+    session: Session,
+}
 
 #[cfg(test)]
 mod tests;

@@ -52,7 +52,7 @@ fn killed_backend_under_load_loses_no_request() {
     let b = Backend::start_on("b", b_port);
     b.set_close_each(true);
     eventually(Duration::from_secs(5), "b healthy again", || {
-        (t.metric("tether_backend_healthy{backend=\"b\",service=\"web\"}") == Some(1.0))
+        (t.metric("tether_backend_healthy{backend=\"b\",cluster=\"web\"}") == Some(1.0))
             .then_some(())
     });
     let back = load.ok();
@@ -61,7 +61,7 @@ fn killed_backend_under_load_loses_no_request() {
     });
     let (ok, failed, wrong, resent, repinned) = load.finish_all();
     let failed_open = t
-        .metric("tether_session_failed_open_total{service=\"web\"}")
+        .metric("tether_session_failed_open_total{route=\"web\"}")
         .unwrap_or(0.0);
     eprintln!(
         "killed backend: requests ok={ok} failed={failed} wrong_backend={wrong} resent={resent} re-pinned={repinned} failed_open={failed_open}"
@@ -87,19 +87,7 @@ fn hanging_backend_fails_fast_and_leaves_rotation() {
         other.addr
     );
     let t = Tether::start(&services);
-    let other_addr: std::net::SocketAddr = {
-        let status = t.status();
-        let after = status.split("\"name\": \"other\"").next().unwrap();
-        after
-            .rsplit("\"listen\": [")
-            .next()
-            .unwrap()
-            .split('"')
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let other_addr = t.listener_address("other");
     // The second service starts after its first health round, maybe after the first one.
     eventually(
         Duration::from_secs(5),
@@ -137,7 +125,7 @@ fn hanging_backend_fails_fast_and_leaves_rotation() {
         "other service stalled {slowest_other:?}"
     );
     assert_eq!(
-        t.metric("tether_backend_healthy{backend=\"hang\",service=\"web\"}"),
+        t.metric("tether_backend_healthy{backend=\"hang\",cluster=\"web\"}"),
         Some(0.0)
     );
     // Out of rotation: no more errors.
@@ -209,7 +197,7 @@ fn client_hanging_up_is_not_a_backend_failure() {
         other_before,
         "sent again to the other backend"
     );
-    t.assert_metric("tether_session_failed_open_total{service=\"web\"}", 0.0);
+    t.assert_metric("tether_session_failed_open_total{route=\"web\"}", 0.0);
 }
 
 /// A backend closing a pooled connection just as tether reuses it (the keep-alive race) is not
@@ -233,6 +221,6 @@ fn keepalive_race_keeps_the_session() {
             "a new token was issued"
         );
     }
-    t.assert_metric("tether_session_failed_open_total{service=\"web\"}", 0.0);
-    t.assert_metric("tether_session_routed_total{service=\"web\"}", 3.0);
+    t.assert_metric("tether_session_failed_open_total{route=\"web\"}", 0.0);
+    t.assert_metric("tether_session_routed_total{route=\"web\"}", 3.0);
 }

@@ -53,7 +53,7 @@ fn thousands_of_cookies_with(preserve_header_case: bool) {
     assert!(set_cookie_value(&r, "sid").is_some());
     // One rejection counted per request, whatever the number of bad tokens in it.
     t.assert_metric(
-        "tether_session_rejected_total{reason=\"malformed\",service=\"web\"}",
+        "tether_session_rejected_total{reason=\"malformed\",route=\"web\"}",
         2.0,
     );
 }
@@ -94,25 +94,17 @@ fn injection_attempts_with(preserve_header_case: bool) {
 }
 
 #[test]
-fn tokens_of_another_service_do_not_steer() {
+fn tokens_of_another_route_do_not_steer() {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
     let t = start(&a, &b);
     let web_token = set_cookie_value(&get(t.listen, "/", &[]).unwrap(), "sid").unwrap();
     // The api service (header sessions) listens on the second address: read it from /status.
-    let status = t.status();
-    let api_listen = status
-        .split("\"name\": \"api\"")
-        .next()
-        .and_then(|before| before.rsplit("\"listen\": [").next())
-        .and_then(|s| s.split('"').nth(1))
-        .expect("api listen address")
-        .parse()
-        .unwrap();
+    let api_listen = t.listener_address("api");
     let r = get(api_listen, "/", &[&format!("X-Session: {web_token}")]).unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.header("x-session").is_some(), "a new session is issued");
     t.assert_metric(
-        "tether_session_rejected_total{reason=\"other_service\",service=\"api\"}",
+        "tether_session_rejected_total{reason=\"other_route\",route=\"api\"}",
         1.0,
     );
 }
@@ -144,7 +136,7 @@ fn header_sections_beyond_the_limit_get_431_and_are_not_forwarded() {
         "an oversized request reached the backend"
     );
     t.assert_metric(
-        "tether_requests_total{backend=\"none\",code=\"431\",service=\"web\"}",
+        "tether_requests_total{backend=\"none\",cluster=\"none\",code=\"431\",route=\"web\"}",
         2.0,
     );
 }
@@ -174,7 +166,7 @@ fn an_enormous_header_section_is_refused_not_forwarded() {
 fn tokens_from_the_future_the_past_and_another_key_are_new_sessions() {
     use std::sync::Arc;
     use tether::config::SessionKey;
-    use tether::token::{KeyRing, Lifetimes, ServiceCodec};
+    use tether::token::{KeyRing, Lifetimes, RouteCodec};
 
     const SECRET: &str = "hostile-test-key-0123456789abcdef0123";
     let a = Backend::start("a");
@@ -186,27 +178,32 @@ fn tokens_from_the_future_the_past_and_another_key_are_new_sessions() {
         ),
         &[("HOSTILE_KEY", SECRET)],
     );
+    // Tokens of route `web` for its backend `a`, made with `secret`.
     let mint = |secret: &str| {
-        let ring = KeyRing::new(&[SessionKey {
-            id: "k1".into(),
-            secret: secret.as_bytes().to_vec(),
-        }])
-        .unwrap();
-        ServiceCodec::new(Arc::new(ring), "web", &["a"], Lifetimes::default())
+        let ring = Arc::new(
+            KeyRing::new(&[SessionKey {
+                id: "k1".into(),
+                secret: secret.as_bytes().to_vec(),
+            }])
+            .unwrap(),
+        );
+        let tag = ring.backend_tags("web", "a")[0];
+        let codec = RouteCodec::new(ring, "web", Lifetimes::default());
+        move |start: u32, last: u32| codec.encode(&tag, start, last)
     };
     let ours = mint(SECRET);
     let now = tether::session::unix_now();
     // The minted valid token is honoured: the binary and the library agree.
-    let valid = ours.encode(0, now - 5, now - 5);
+    let valid = ours(now - 5, now - 5);
     let r = get(t.listen, "/", &[&format!("Cookie: sid={valid}")]).unwrap();
     assert_eq!((r.status(), set_cookie_value(&r, "sid")), (200, None));
 
     let cases = [
-        (ours.encode(0, now + 3600, now + 3600), "malformed"),
-        (ours.encode(0, now - 7200, now - 60), "expired"),
-        (ours.encode(0, now - 1800, now - 1200), "idle"),
+        (ours(now + 3600, now + 3600), "malformed"),
+        (ours(now - 7200, now - 60), "expired"),
+        (ours(now - 1800, now - 1200), "idle"),
         (
-            mint("another-key-entirely-0123456789abcdef").encode(0, now, now),
+            mint("another-key-entirely-0123456789abcdef")(now, now),
             "bad_mac",
         ),
     ];
@@ -218,7 +215,7 @@ fn tokens_from_the_future_the_past_and_another_key_are_new_sessions() {
             "{reason}: not a new session"
         );
         t.assert_metric(
-            &format!("tether_session_rejected_total{{reason=\"{reason}\",service=\"web\"}}"),
+            &format!("tether_session_rejected_total{{reason=\"{reason}\",route=\"web\"}}"),
             1.0,
         );
     }

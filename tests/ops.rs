@@ -132,7 +132,7 @@ fn draining_keeps_sessions_then_removal_re_pins() {
     ])));
     wait_exit(&mut old, Duration::from_secs(15)).expect("old process exits");
     t.assert_metric(
-        "tether_backend_draining{backend=\"a\",service=\"web\"}",
+        "tether_backend_draining{backend=\"a\",cluster=\"web\"}",
         1.0,
     );
     for _ in 0..5 {
@@ -154,7 +154,7 @@ fn draining_keeps_sessions_then_removal_re_pins() {
     let r = get(t.listen, "/", &[&cookie]).unwrap();
     assert_eq!((r.status(), r.backend().as_str()), (200, "b"));
     assert!(set_cookie_value(&r, "sid").is_some());
-    t.assert_metric("tether_session_failed_open_total{service=\"web\"}", 1.0);
+    t.assert_metric("tether_session_failed_open_total{route=\"web\"}", 1.0);
 }
 
 #[test]
@@ -234,7 +234,7 @@ fn sigint_stops_at_once() {
     // Counted in the logging phase just before the access line is formatted.
     t.assert_metric(
         &format!(
-            "tether_requests_total{{backend=\"{}\",code=\"200\",service=\"web\"}}",
+            "tether_requests_total{{backend=\"{}\",cluster=\"web\",code=\"200\",route=\"web\"}}",
             a.addr
         ),
         2.0,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use tether::config::{Config, SessionKey};
 use tether::session::{cookie_values, without_cookie};
-use tether::token::{KeyRing, Lifetimes, ServiceCodec, TOKEN_LEN};
+use tether::token::{BackendTag, KeyRing, Lifetimes, RouteCodec, TOKEN_LEN};
 
 #[path = "../fuzz/fuzz_targets/framing_check.rs"]
 mod framing_check;
@@ -39,21 +39,24 @@ fn request_like_stream() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
-fn codec() -> ServiceCodec {
-    let ring = KeyRing::new(&[SessionKey {
-        id: "k1".into(),
-        secret: vec![42; 32],
-    }])
-    .unwrap();
-    ServiceCodec::new(
-        Arc::new(ring),
-        "web",
-        &["a", "b", "c", "d"],
-        Lifetimes {
-            absolute: Some(3600),
-            idle: Some(600),
-        },
-    )
+/// The codec of route `web` and the signing key's tags of its four backends.
+fn codec() -> (RouteCodec, Vec<BackendTag>) {
+    let ring = Arc::new(
+        KeyRing::new(&[SessionKey {
+            id: "k1".into(),
+            secret: vec![42; 32],
+        }])
+        .unwrap(),
+    );
+    let tags = ["a", "b", "c", "d"]
+        .iter()
+        .map(|id| ring.backend_tags("web", id)[0])
+        .collect();
+    let lifetimes = Lifetimes {
+        absolute: Some(3600),
+        idle: Some(600),
+    };
+    (RouteCodec::new(ring, "web", lifetimes), tags)
 }
 
 proptest! {
@@ -61,24 +64,24 @@ proptest! {
 
     #[test]
     fn decoding_any_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-        let _ = codec().decode(&bytes, NOW);
+        let _ = codec().0.decode(&bytes, NOW);
     }
 
     #[test]
     fn decoding_token_shaped_strings_never_panics_and_never_accepts(s in "[A-Za-z0-9_-]{68}") {
         // A random string of the right shape is not a token of ours (2^-128 chance).
-        prop_assert!(codec().decode(s.as_bytes(), NOW).is_err());
+        prop_assert!(codec().0.decode(s.as_bytes(), NOW).is_err());
     }
 
     #[test]
     fn round_trip(backend in 0usize..4, age in 0u32..3600, idle in 0u32..600) {
-        let c = codec();
+        let (c, tags) = codec();
         let start = NOW - age;
         let last = (NOW - idle).max(start);
-        let t = c.encode(backend, start, last);
+        let t = c.encode(&tags[backend], start, last);
         prop_assert_eq!(t.len(), TOKEN_LEN);
         let s = c.decode(t.as_bytes(), NOW).unwrap();
-        prop_assert_eq!((s.backend, s.start, s.last), (backend, start, last));
+        prop_assert_eq!((s.backend, s.start, s.last), (tags[backend], start, last));
     }
 
     #[test]
@@ -86,8 +89,8 @@ proptest! {
         backend in 0usize..4,
         edits in proptest::collection::vec((0usize..TOKEN_LEN, any::<u8>()), 1..4),
     ) {
-        let c = codec();
-        let token = c.encode(backend, NOW - 10, NOW - 5);
+        let (c, tags) = codec();
+        let token = c.encode(&tags[backend], NOW - 10, NOW - 5);
         let mut bytes = token.clone().into_bytes();
         for (i, b) in edits {
             bytes[i] = b;
@@ -203,7 +206,7 @@ fn fuzz_corpus_and_artifacts_replay() {
         !token_inputs.is_empty(),
         "no seeds in fuzz/corpus/token_decode"
     );
-    let c = codec();
+    let (c, _) = codec();
     for data in token_inputs {
         assert!(c.decode(&data, NOW).is_err());
     }

@@ -58,7 +58,7 @@ fn tcp_check_takes_a_dead_backend_out_and_back() {
         "  - name: web\n    listen: {{listen}}\n    backends:\n      - address: {}\n        id: a\n      - address: {}\n        id: b\n    health_check:\n      type: tcp\n      interval: 500ms\n      timeout: 500ms\n",
         a.addr, b.addr
     ));
-    let healthy_b = "tether_backend_healthy{backend=\"b\",service=\"web\"}";
+    let healthy_b = "tether_backend_healthy{backend=\"b\",cluster=\"web\"}";
     t.assert_metric(healthy_b, 1.0);
     b.stop();
     // interval x unhealthy_threshold + 1 s, plus slack for a loaded machine.
@@ -87,7 +87,7 @@ fn http_check_takes_a_failing_backend_out_and_back() {
         "  - name: web\n    listen: {{listen}}\n    backends:\n      - address: {}\n        id: a\n      - address: {}\n        id: b\n    health_check:\n      type: http\n      path: /healthz\n      expect_status: [200, 204]\n      interval: 300ms\n      timeout: 500ms\n      healthy_threshold: 2\n      unhealthy_threshold: 2\n",
         a.addr, b.addr
     ));
-    let healthy_b = "tether_backend_healthy{backend=\"b\",service=\"web\"}";
+    let healthy_b = "tether_backend_healthy{backend=\"b\",cluster=\"web\"}";
     b.set_health_status(500);
     eventually(Duration::from_secs(4), "b marked unhealthy", || {
         (t.metric(healthy_b) == Some(0.0)).then_some(())
@@ -125,7 +125,9 @@ fn no_healthy_backend_answers_503_at_once() {
         (r.status() == 503).then_some(())
     });
     eventually(Duration::from_secs(5), "the 503 counted", || {
-        let n = t.metric("tether_requests_total{backend=\"none\",code=\"503\",service=\"web\"}")?;
+        let n = t.metric(
+            "tether_requests_total{backend=\"none\",cluster=\"none\",code=\"503\",route=\"web\"}",
+        )?;
         (n >= 1.0).then_some(())
     });
 }
@@ -313,25 +315,25 @@ fn admin_endpoints_report_services_and_counters() {
     }
     get(t.listen, "/", &[]).unwrap();
     t.assert_metric(
-        "tether_requests_total{backend=\"web-1\",code=\"200\",service=\"web\"}",
+        "tether_requests_total{backend=\"web-1\",cluster=\"web\",code=\"200\",route=\"web\"}",
         1.0,
     );
     let m = t.metrics();
     for series in [
-        "tether_requests_total{backend=\"web-1\",code=\"200\",service=\"web\"} 1",
-        "tether_request_duration_seconds_count{service=\"web\"} 1",
-        "tether_backend_healthy{backend=\"web-1\",service=\"web\"} 1",
-        "tether_backend_draining{backend=\"web-2\",service=\"web\"} 1",
-        "tether_backend_draining{backend=\"web-1\",service=\"web\"} 0",
-        "tether_session_created_total{service=\"web\"} 0",
-        "tether_session_routed_total{service=\"web\"} 0",
-        "tether_session_failed_open_total{service=\"web\"} 0",
-        "tether_session_failed_closed_total{service=\"web\"} 0",
-        "tether_session_rejected_total{reason=\"unknown_backend\",service=\"web\"} 0",
+        "tether_requests_total{backend=\"web-1\",cluster=\"web\",code=\"200\",route=\"web\"} 1",
+        "tether_request_duration_seconds_count{route=\"web\"} 1",
+        "tether_backend_healthy{backend=\"web-1\",cluster=\"web\"} 1",
+        "tether_backend_draining{backend=\"web-2\",cluster=\"web\"} 1",
+        "tether_backend_draining{backend=\"web-1\",cluster=\"web\"} 0",
+        "tether_session_created_total{route=\"web\"} 0",
+        "tether_session_routed_total{route=\"web\"} 0",
+        "tether_session_failed_open_total{route=\"web\"} 0",
+        "tether_session_failed_closed_total{route=\"web\"} 0",
+        "tether_session_rejected_total{reason=\"unknown_backend\",route=\"web\"} 0",
     ] {
         assert!(m.contains(series), "{series} not in\n{m}");
     }
     assert_eq!(get(t.admin, "/nope", &[]).unwrap().status(), 404);
     // The access log line names the service and backend, and no draining backend took traffic.
-    t.wait_for_log(&["service=web backend=web-1 session=none"]);
+    t.wait_for_log(&["route=web cluster=web backend=web-1 session=none"]);
 }

@@ -86,11 +86,11 @@ fn fsm_guide_cookie_flow() {
         assert_eq!((r.status(), r.text()), (first.status(), first.text()));
         assert_eq!(set_cookie_value(&r, "_srv_id"), None);
     }
-    t.assert_metric("tether_session_routed_total{service=\"demo\"}", 3.0);
-    t.assert_metric("tether_session_created_total{service=\"demo\"}", 2.0);
+    t.assert_metric("tether_session_routed_total{route=\"demo\"}", 3.0);
+    t.assert_metric("tether_session_created_total{route=\"demo\"}", 2.0);
     let log = t.wait_for_log(&[
-        "service=demo backend=hello session=routed",
-        "service=demo backend=unavailable session=routed",
+        "route=demo cluster=demo backend=hello session=routed",
+        "route=demo cluster=demo backend=unavailable session=routed",
     ]);
     assert!(!log.contains(&value), "a token value reached the log");
 }
@@ -125,7 +125,7 @@ fn envoy_gateway_cookie_sticks_then_expires() {
         seen.insert(r.backend());
     }
     assert!(seen.len() >= 3, "expired token still pins: {seen:?}");
-    let expired = t.metric("tether_session_rejected_total{reason=\"expired\",service=\"eg\"}");
+    let expired = t.metric("tether_session_rejected_total{reason=\"expired\",route=\"eg\"}");
     assert!(expired.unwrap() >= 8.0);
 }
 
@@ -193,7 +193,7 @@ fn non_strict_session_fails_open_to_another_backend() {
     dead.stop();
     eventually(Duration::from_secs(4), "pinned backend unhealthy", || {
         (t.metric(&format!(
-            "tether_backend_healthy{{backend=\"{pinned}\",service=\"s\"}}"
+            "tether_backend_healthy{{backend=\"{pinned}\",cluster=\"s\"}}"
         )) == Some(0.0))
         .then_some(())
     });
@@ -203,8 +203,8 @@ fn non_strict_session_fails_open_to_another_backend() {
     assert_ne!(new_token, token);
     let r = get(t.listen, "/", &[&cookie_header("sid", &new_token)]).unwrap();
     assert_eq!(r.backend(), other);
-    t.assert_metric("tether_session_failed_open_total{service=\"s\"}", 1.0);
-    t.assert_metric("tether_session_routed_total{service=\"s\"}", 2.0);
+    t.assert_metric("tether_session_failed_open_total{route=\"s\"}", 1.0);
+    t.assert_metric("tether_session_routed_total{route=\"s\"}", 2.0);
 }
 
 /// Envoy strict: true. The pinned backend stops: 503, the token kept, failed_closed counted.
@@ -216,14 +216,14 @@ fn strict_session_fails_closed_with_503() {
     dead.stop();
     eventually(Duration::from_secs(4), "pinned backend unhealthy", || {
         (t.metric(&format!(
-            "tether_backend_healthy{{backend=\"{pinned}\",service=\"s\"}}"
+            "tether_backend_healthy{{backend=\"{pinned}\",cluster=\"s\"}}"
         )) == Some(0.0))
         .then_some(())
     });
     let r = get(t.listen, "/", &[&cookie_header("sid", &token)]).unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(set_cookie_value(&r, "sid"), None, "strict keeps the token");
-    t.assert_metric("tether_session_failed_closed_total{service=\"s\"}", 1.0);
+    t.assert_metric("tether_session_failed_closed_total{route=\"s\"}", 1.0);
     // A request without a token is still served by the live backend.
     assert_eq!(get(t.listen, "/", &[]).unwrap().status(), 200);
 }
@@ -241,11 +241,11 @@ fn refused_connection_to_session_backend_fails_open_or_closed() {
         if strict {
             assert_eq!(r.status(), 503);
             assert_eq!(set_cookie_value(&r, "sid"), None);
-            t.assert_metric("tether_session_failed_closed_total{service=\"s\"}", 1.0);
+            t.assert_metric("tether_session_failed_closed_total{route=\"s\"}", 1.0);
         } else {
             assert_eq!((r.status(), r.backend().as_str()), (200, other));
             assert!(set_cookie_value(&r, "sid").is_some());
-            t.assert_metric("tether_session_failed_open_total{service=\"s\"}", 1.0);
+            t.assert_metric("tether_session_failed_open_total{route=\"s\"}", 1.0);
         }
     }
 }
@@ -282,7 +282,7 @@ fn idle_timeout_ends_only_unused_sessions() {
         "idle session was honoured"
     );
     t.assert_metric(
-        "tether_session_rejected_total{reason=\"idle\",service=\"idle\"}",
+        "tether_session_rejected_total{reason=\"idle\",route=\"idle\"}",
         1.0,
     );
 }
@@ -304,7 +304,7 @@ fn remembered_token_still_goes_idle() {
     let routed = conn.get("/", &[&cookie]).unwrap();
     assert_eq!(routed.backend(), first.backend());
     assert_eq!(set_cookie_value(&routed, "sid"), None);
-    let idle = "tether_session_rejected_total{reason=\"idle\",service=\"idle\"}";
+    let idle = "tether_session_rejected_total{reason=\"idle\",route=\"idle\"}";
     let ended = eventually(Duration::from_secs(5), "the same token to go idle", || {
         let r = conn.get("/", &[&cookie]).unwrap();
         set_cookie_value(&r, "sid").map(|_| r)
@@ -312,7 +312,7 @@ fn remembered_token_still_goes_idle() {
     assert_eq!(ended.status(), 200);
     t.assert_metric(idle, 1.0);
     assert!(
-        t.metric("tether_session_routed_total{service=\"idle\"}")
+        t.metric("tether_session_routed_total{route=\"idle\"}")
             .unwrap()
             >= 2.0,
         "the token was honoured on the connection before it went idle"
@@ -348,7 +348,7 @@ fn instances_sharing_keys_honour_each_others_tokens() {
     let r = get(t3.listen, "/", &[&cookie_header("sid", &token)]).unwrap();
     assert!(set_cookie_value(&r, "sid").is_some());
     t3.assert_metric(
-        "tether_session_rejected_total{reason=\"bad_mac\",service=\"web\"}",
+        "tether_session_rejected_total{reason=\"bad_mac\",route=\"web\"}",
         1.0,
     );
 }

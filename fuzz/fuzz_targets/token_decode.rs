@@ -5,13 +5,13 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use tether::config::SessionKey;
-use tether::token::{KeyRing, Lifetimes, ServiceCodec};
+use tether::token::{KeyRing, Lifetimes, RouteCodec};
 
-fn codec() -> &'static ServiceCodec {
-    static CODEC: OnceLock<ServiceCodec> = OnceLock::new();
+fn codec() -> &'static RouteCodec {
+    static CODEC: OnceLock<RouteCodec> = OnceLock::new();
     CODEC.get_or_init(|| {
         let ring = KeyRing::new(&[SessionKey { id: "k1".into(), secret: vec![7; 32] }]).unwrap();
-        ServiceCodec::new(Arc::new(ring), "web", &["a", "b"], Lifetimes { absolute: Some(3600), idle: Some(600) })
+        RouteCodec::new(Arc::new(ring), "web", Lifetimes { absolute: Some(3600), idle: Some(600) })
     })
 }
 

@@ -1,5 +1,6 @@
 //! Typed reads from the YAML tree, each failure a [`ConfigError`] with key path and line.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use super::yaml::{MapEntry, Node, NodeKind};
@@ -13,11 +14,16 @@ pub(crate) struct Field<'a> {
     pub path: String,
 }
 
-/// The entries of a mapping whose keys were all checked against the allowed list.
+/// The entries of a mapping, read key by key: each key is named once, where it is read, and
+/// [`Fields::finish`] reports the keys nobody read as unknown (with the nearest known one).
 pub(crate) struct Fields<'a> {
     path: String,
     line: usize,
     entries: &'a [MapEntry],
+    /// Which entries were read, in entry order.
+    read: RefCell<Vec<bool>>,
+    /// Every key asked for, present or not: the known keys of this mapping.
+    asked: RefCell<Vec<String>>,
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -113,27 +119,16 @@ impl<'a> Field<'a> {
         }
     }
 
-    /// A mapping whose keys must all be in `allowed`.
-    pub fn fields(&self, allowed: &[&str]) -> Res<Fields<'a>> {
+    /// A mapping, to be read key by key (then [`Fields::finish`]).
+    pub fn map(&self) -> Res<Fields<'a>> {
         let NodeKind::Map(entries) = &self.node.kind else {
             return Err(self.err(format!("expected a mapping, found {}", self.node.shape())));
         };
         for (i, entry) in entries.iter().enumerate() {
-            let path = join(&self.path, &entry.key);
-            if !allowed.contains(&entry.key.as_str()) {
-                let hint = closest(&entry.key, allowed)
-                    .map(|k| format!(" (did you mean `{k}`?)"))
-                    .unwrap_or_default();
-                return Err(ConfigError::at(
-                    entry.line,
-                    &path,
-                    format!("unknown key `{}`{hint}", entry.key),
-                ));
-            }
             if entries[..i].iter().any(|e| e.key == entry.key) {
                 return Err(ConfigError::at(
                     entry.line,
-                    &path,
+                    &join(&self.path, &entry.key),
                     format!("key `{}` appears twice", entry.key),
                 ));
             }
@@ -142,33 +137,93 @@ impl<'a> Field<'a> {
             path: self.path.clone(),
             line: self.node.line,
             entries,
+            read: RefCell::new(vec![false; entries.len()]),
+            asked: RefCell::new(Vec::new()),
         })
+    }
+
+    /// A string value as written, for messages: `` `value` ``.
+    pub fn quoted(&self) -> String {
+        match &self.node.kind {
+            NodeKind::Scalar { text, .. } => format!("`{text}`"),
+            _ => self.node.shape().to_string(),
+        }
     }
 }
 
 impl<'a> Fields<'a> {
-    /// The field under `key`, if present and not null.
-    pub fn opt(&self, key: &str) -> Option<Field<'a>> {
+    /// The field under `key`, if present and not null; `key` is known to this mapping.
+    pub fn opt(&self, key: &'static str) -> Option<Field<'a>> {
+        self.asked.borrow_mut().push(key.to_string());
+        let i = self.entries.iter().position(|e| e.key == key)?;
+        self.read.borrow_mut()[i] = true;
+        let entry = &self.entries[i];
+        (!entry.value.is_null()).then(|| Field::new(&entry.value, join(&self.path, key)))
+    }
+
+    /// The field under `key`; an error naming it when missing (or, when an unread key looks
+    /// like a misspelling of it, naming that one).
+    pub fn req(&self, key: &'static str) -> Res<Field<'a>> {
+        if let Some(field) = self.opt(key) {
+            return Ok(field);
+        }
+        if let Some(typo) = self.unread().find(|e| closest(&e.key, &[key]).is_some()) {
+            return Err(self.unknown(typo, Some(key)));
+        }
+        Err(ConfigError::at(
+            self.line,
+            &join(&self.path, key),
+            format!("missing required key `{key}`"),
+        ))
+    }
+
+    /// The entries whose key is one of `known`, marked read: keys handled generically.
+    pub fn take(&self, known: &[String]) -> Vec<&'a MapEntry> {
+        self.asked.borrow_mut().extend(known.iter().cloned());
+        let keep = |key: &str| known.iter().any(|k| k == key);
+        let mut read = self.read.borrow_mut();
         self.entries
             .iter()
-            .find(|e| e.key == key && !e.value.is_null())
-            .map(|e| Field::new(&e.value, join(&self.path, key)))
+            .zip(read.iter_mut())
+            .filter(|(e, _)| keep(&e.key))
+            .map(|(e, r)| {
+                *r = true;
+                e
+            })
+            .collect()
     }
 
-    /// The field under `key`; an error naming it when missing.
-    pub fn req(&self, key: &str) -> Res<Field<'a>> {
-        self.opt(key).ok_or_else(|| {
-            ConfigError::at(
-                self.line,
-                &join(&self.path, key),
-                format!("missing required key `{key}`"),
-            )
-        })
+    /// Ends the reading: the first key that was not read is unknown.
+    pub fn finish(self) -> Res<()> {
+        match self.unread().next() {
+            Some(entry) => {
+                let asked = self.asked.borrow();
+                let known: Vec<&str> = asked.iter().map(String::as_str).collect();
+                let hint = closest(&entry.key, &known);
+                Err(self.unknown(entry, hint))
+            }
+            None => Ok(()),
+        }
     }
 
-    /// The entries, for keys handled generically.
-    pub fn entries(&self) -> &'a [MapEntry] {
+    fn unread(&self) -> impl Iterator<Item = &'a MapEntry> + '_ {
+        let read = self.read.borrow().clone();
         self.entries
+            .iter()
+            .zip(read)
+            .filter(|(_, r)| !r)
+            .map(|(e, _)| e)
+    }
+
+    fn unknown(&self, entry: &MapEntry, hint: Option<&str>) -> ConfigError {
+        let hint = hint
+            .map(|k| format!(" (did you mean `{k}`?)"))
+            .unwrap_or_default();
+        ConfigError::at(
+            entry.line,
+            &join(&self.path, &entry.key),
+            format!("unknown key `{}`{hint}", entry.key),
+        )
     }
 }
 

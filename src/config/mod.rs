@@ -5,11 +5,15 @@
 //! file, line, key path and reason. Unknown keys are errors everywhere, Pingora's included: the
 //! list of Pingora's keys is read from `ServerConf`'s own serialization, so it follows the crate.
 
+mod checks;
+mod cluster;
 mod decode;
+mod listener;
+mod route;
 mod service;
+mod session;
 pub mod yaml;
 
-use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,18 +21,22 @@ use std::time::Duration;
 
 use pingora_core::server::configuration::ServerConf;
 
+pub use cluster::{
+    BackendConfig, BackendState, ClusterConfig, HealthCheckConfig, HealthCheckKind, Timeouts,
+    MAX_WEIGHT,
+};
 pub use decode::parse_duration;
 use decode::{Field, Res};
-pub use service::{
-    BackendConfig, BackendState, CookieConfig, HealthCheckConfig, HealthCheckKind, LifetimeType,
-    SameSite, ServiceConfig, SessionConfig, SessionKind, Timeouts,
+pub use listener::ListenerConfig;
+pub use route::{
+    HeaderMatch, Hostname, PathMatch, RouteConfig, RouteMatch, WeightedCluster, MAX_CLUSTER_WEIGHT,
+};
+pub use session::{
+    is_token, CookieConfig, LifetimeType, SameSite, Secure, SessionConfig, SessionKind,
 };
 
 /// Smallest accepted session key, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
-
-/// tether's own top-level keys (Pingora's are found in `ServerConf`).
-const TETHER_KEYS: &[&str] = &["admin", "session_keys", "services", "limits"];
 
 /// Default of `limits.max_request_header_bytes` (Envoy's default is 60 KiB, nginx's 32 KiB).
 pub const DEFAULT_MAX_REQUEST_HEADER_BYTES: usize = 64 * 1024;
@@ -94,10 +102,14 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// The key ring, signing key first.
     pub session_keys: Vec<SessionKey>,
-    /// The proxied services.
-    pub services: Vec<ServiceConfig>,
     /// Limits on what clients may send.
     pub limits: Limits,
+    /// Where connections are accepted: `listeners`, then those `services` make.
+    pub listeners: Vec<ListenerConfig>,
+    /// The backend clusters: `clusters`, then those `services` make.
+    pub clusters: Vec<ClusterConfig>,
+    /// The routes, in the order of the file (`services` entries count where they are written).
+    pub routes: Vec<RouteConfig>,
 }
 
 /// `limits:` section: what clients may send, and for how long.
@@ -182,13 +194,11 @@ impl Config {
             message: format!("invalid YAML: {}", e.message),
         })?;
         let root = Field::new(&root, "");
+        let top = root.map()?;
         let pingora_keys = pingora_keys();
-        let mut allowed: Vec<&str> = pingora_keys.iter().map(String::as_str).collect();
-        allowed.extend_from_slice(TETHER_KEYS);
-        let top = root.fields(&allowed)?;
-
         let server = server_conf(&top, &pingora_keys)?;
-        let admin = top.opt("admin").map(|f| admin(&f)).transpose()?;
+        let admin_field = top.opt("admin");
+        let admin = admin_field.as_ref().map(admin).transpose()?;
         let limits = top
             .opt("limits")
             .map(|f| limits(&f))
@@ -198,32 +208,68 @@ impl Config {
             Some(f) => session_keys(&f, base, env)?,
             None => Vec::new(),
         };
-        let services_field = top.req("services")?;
-        let list = services_field.list()?;
-        if list.is_empty() {
-            return Err(services_field.err("at least one service is required"));
+        let mut parts = checks::Parts::default();
+        if let Some(list) = top.opt("listeners") {
+            for item in list.list()? {
+                let listener = listener::listener(&item)?;
+                parts.add_listener(listener, &item)?;
+            }
         }
-        let services = list.iter().map(service::service).collect::<Res<Vec<_>>>()?;
-        check_unique_names(&services, &list)?;
-        check_listeners(&services, &list, admin.as_ref(), top.opt("admin"))?;
+        if let Some(list) = top.opt("clusters") {
+            for item in list.list()? {
+                let cluster = cluster::cluster(&item)?;
+                parts.add_cluster(cluster, &item)?;
+            }
+        }
+        let services_field = top.opt("services");
+        let services = match &services_field {
+            Some(list) => list.list()?,
+            None => Vec::new(),
+        };
+        for item in &services {
+            parts.add_service(service::service(item)?)?;
+        }
+        let routes_field = top.opt("routes");
+        if let Some(list) = &routes_field {
+            let long_form: Vec<usize> = (0..parts.listeners.len())
+                .filter(|&i| parts.listeners[i].long_form)
+                .collect();
+            for item in list.list()? {
+                let route = route::route(
+                    &item,
+                    &|name| parts.listener_index(name),
+                    &|name| parts.cluster_index(name),
+                    &long_form,
+                )?;
+                parts.add_route(route, &item)?;
+            }
+        }
+        top.finish()?;
+        if parts.routes.is_empty() {
+            let at = routes_field.or(services_field);
+            return Err(match at {
+                Some(f) => f.err("at least one route (or service) is required"),
+                None => ConfigError::at(1, "routes", "at least one route (or service) is required"),
+            });
+        }
+        parts.check_listen_addresses(admin.as_ref(), admin_field.as_ref())?;
+        parts.check_session_scopes()?;
+        let (listeners, clusters, routes) = parts.finish();
         Ok(Config {
             path: PathBuf::new(),
             server,
             admin,
             session_keys,
-            services,
             limits,
+            listeners,
+            clusters,
+            routes,
         })
     }
 }
 
 fn limits(field: &Field<'_>) -> Res<Limits> {
-    let f = field.fields(&[
-        "max_request_header_bytes",
-        "request_header_timeout",
-        "keepalive_timeout",
-        "max_connections",
-    ])?;
+    let f = field.map()?;
     let mut limits = Limits::default();
     if let Some(n) = f.opt("max_request_header_bytes") {
         let bytes = n.uint_min(1024)?;
@@ -243,6 +289,7 @@ fn limits(field: &Field<'_>) -> Res<Limits> {
     if let Some(n) = f.opt("max_connections") {
         limits.max_connections = n.uint_min(1)? as usize;
     }
+    f.finish()?;
     Ok(limits)
 }
 
@@ -261,9 +308,10 @@ fn pingora_keys() -> Vec<String> {
 /// reported at its own line.
 fn server_conf(top: &decode::Fields<'_>, pingora_keys: &[String]) -> Res<ServerConf> {
     let mut all = serde_yaml::Mapping::new();
-    for entry in top.entries() {
-        if !pingora_keys.contains(&entry.key) {
-            continue;
+    let mut threads_line = None;
+    for entry in top.take(pingora_keys) {
+        if entry.key == "threads" {
+            threads_line = Some(entry.value.line);
         }
         let key = serde_yaml::Value::String(entry.key.clone());
         let mut one = serde_yaml::Mapping::new();
@@ -278,7 +326,7 @@ fn server_conf(top: &decode::Fields<'_>, pingora_keys: &[String]) -> Res<ServerC
     let conf: ServerConf = serde_yaml::from_value(serde_yaml::Value::Mapping(all))
         .map_err(|e| ConfigError::whole_file(e.to_string()))?;
     if conf.threads == 0 {
-        let line = top.opt("threads").map_or(1, |f| f.node.line);
+        let line = threads_line.unwrap_or(1);
         return Err(ConfigError::at(line, "threads", "must be at least 1"));
     }
     conf.validate()
@@ -286,11 +334,10 @@ fn server_conf(top: &decode::Fields<'_>, pingora_keys: &[String]) -> Res<ServerC
 }
 
 fn admin(field: &Field<'_>) -> Res<AdminConfig> {
-    let f = field.fields(&["listen"])?;
-    let listen = f.req("listen")?;
-    Ok(AdminConfig {
-        listen: socket_addr(&listen)?,
-    })
+    let f = field.map()?;
+    let listen = socket_addr(&f.req("listen")?)?;
+    f.finish()?;
+    Ok(AdminConfig { listen })
 }
 
 /// A listen address: `ip:port`.
@@ -310,7 +357,7 @@ fn session_keys(
 ) -> Res<Vec<SessionKey>> {
     let mut keys: Vec<SessionKey> = Vec::new();
     for item in field.list()? {
-        let f = item.fields(&["id", "secret_file", "secret_env"])?;
+        let f = item.map()?;
         let id_field = f.req("id")?;
         let id = id_field.string()?;
         if id.is_empty()
@@ -345,6 +392,7 @@ fn session_keys(
                 return Err(item.err("missing `secret_file` or `secret_env`"));
             }
         };
+        f.finish()?;
         let (source, secret) = secret;
         if secret.len() < MIN_SECRET_LEN {
             return Err(source.err(format!(
@@ -365,51 +413,7 @@ fn trim_secret(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
-fn check_unique_names(services: &[ServiceConfig], fields: &[Field<'_>]) -> Res<()> {
-    let mut seen = HashSet::new();
-    for (service, field) in services.iter().zip(fields) {
-        if !seen.insert(service.name.as_str()) {
-            let f = field.fields(service::SERVICE_KEYS)?.req("name")?;
-            return Err(f.err(format!("duplicate service name `{}`", service.name)));
-        }
-    }
-    Ok(())
-}
-
-/// No address is listened on twice (a wildcard and a specific address on one port clash too).
-fn check_listeners(
-    services: &[ServiceConfig],
-    fields: &[Field<'_>],
-    admin: Option<&AdminConfig>,
-    admin_field: Option<Field<'_>>,
-) -> Res<()> {
-    let clash = |a: &SocketAddr, b: &SocketAddr| {
-        a.port() == b.port()
-            && a.is_ipv4() == b.is_ipv4()
-            && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
-    };
-    let mut seen: Vec<SocketAddr> = Vec::new();
-    for (service, field) in services.iter().zip(fields) {
-        let listen = field.fields(service::SERVICE_KEYS)?.req("listen")?;
-        let items = listen.one_or_list()?;
-        for (addr, item) in service.listen.iter().zip(items) {
-            if seen.iter().any(|s| clash(s, addr)) {
-                return Err(item.err(format!("listen address {addr} is used twice")));
-            }
-            seen.push(*addr);
-        }
-    }
-    if let (Some(admin), Some(field)) = (admin, admin_field) {
-        if seen.iter().any(|s| clash(s, &admin.listen)) {
-            let listen = field.fields(&["listen"])?.req("listen")?;
-            return Err(listen.err(format!(
-                "listen address {} is used twice (by a service and the admin listener)",
-                admin.listen
-            )));
-        }
-    }
-    Ok(())
-}
-
+#[cfg(test)]
+mod gateway_tests;
 #[cfg(test)]
 mod tests;

@@ -42,8 +42,25 @@ fn minimal_config_gets_every_default() {
     let c = parse(MINIMAL).unwrap();
     assert!(c.admin.is_none());
     assert!(c.session_keys.is_empty());
-    let s = &c.services[0];
-    assert_eq!(s.listen, vec!["127.0.0.1:8000".parse().unwrap()]);
+    // A service is a listener, a cluster and a route of its name.
+    assert_eq!(c.listeners.len(), 1);
+    assert_eq!(c.listeners[0].name, "web");
+    assert_eq!(c.listeners[0].address, "127.0.0.1:8000".parse().unwrap());
+    assert!(!c.listeners[0].long_form);
+    let r = &c.routes[0];
+    assert_eq!((r.name.as_str(), r.listeners.as_slice()), ("web", &[0][..]));
+    assert!(r.hostnames.is_empty());
+    assert!(matches!(&r.matches[..], [m] if matches!(&m.path, PathMatch::Prefix(p) if p == "/")));
+    assert_eq!(
+        r.backends,
+        [WeightedCluster {
+            cluster: 0,
+            weight: 1
+        }]
+    );
+    assert!(r.session.is_none());
+    let s = &c.clusters[0];
+    assert_eq!(s.name, "web");
     let b = &s.backends[0];
     assert_eq!(
         (b.id.as_str(), b.weight, b.state),
@@ -62,7 +79,6 @@ fn minimal_config_gets_every_default() {
     assert_eq!(s.timeouts.connect, Duration::from_secs(2));
     assert_eq!(s.timeouts.read, Duration::from_secs(60));
     assert_eq!(s.timeouts.write, Duration::from_secs(60));
-    assert!(s.session.is_none());
     assert!(s.preserve_header_case);
 }
 
@@ -119,8 +135,10 @@ services:
     assert_eq!(c.admin.unwrap().listen, "127.0.0.1:9100".parse().unwrap());
     assert_eq!(c.session_keys[0].id, "k2");
     assert_eq!(c.session_keys[0].secret, SECRET.as_bytes());
-    let s = &c.services[0];
-    assert_eq!(s.listen.len(), 2);
+    let names: Vec<_> = c.listeners.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["web", "web-2"]);
+    assert_eq!(c.routes[0].listeners, [0, 1]);
+    let s = &c.clusters[0];
     assert_eq!(s.backends[0].weight, 3);
     assert_eq!(s.backends[0].state, BackendState::Draining);
     assert_eq!(s.backends[1].id, "127.0.0.1:8081");
@@ -136,7 +154,7 @@ services:
     assert_eq!(s.timeouts.read, Duration::from_secs(600));
     assert_eq!(s.timeouts.write, Duration::from_secs(3600));
     assert!(!s.preserve_header_case);
-    let p = s.session.as_ref().unwrap();
+    let p = c.routes[0].session.as_ref().unwrap();
     assert_eq!(p.kind, SessionKind::Cookie);
     assert_eq!(p.absolute_timeout, Some(Duration::from_secs(600)));
     assert_eq!(p.idle_timeout, Some(Duration::from_secs(60)));
@@ -144,6 +162,7 @@ services:
     assert_eq!(p.cookie.lifetime_type, LifetimeType::Permanent);
     assert_eq!(p.cookie.domain.as_deref(), Some("example.com"));
     assert_eq!(p.cookie.same_site, SameSite::None);
+    assert_eq!(p.cookie.secure, Secure::Always);
     assert!(!p.cookie.http_only);
 }
 
@@ -319,13 +338,22 @@ fn permanent_without_absolute_timeout() {
 #[test]
 fn same_site_none_without_secure() {
     let text = format!(
-        "{MINIMAL}    session_persistence:\n      type: Cookie\n      name: s\n      cookie:\n        same_site: None\n"
+        "{MINIMAL}    session_persistence:\n      type: Cookie\n      name: s\n      cookie:\n        secure: false\n        same_site: None\n"
     );
     assert_error(
         &text,
-        10,
+        11,
         "services[0].session_persistence.cookie.same_site",
-        "requires `secure: true`",
+        "requires `secure: true` or `auto`",
+    );
+    // `secure: auto`, the default, sets Secure over TLS: None is allowed with it.
+    let text = format!(
+        "{MINIMAL}    session_persistence:\n      type: Cookie\n      name: s\n      cookie: {{same_site: None}}\n"
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.routes[0].session.as_ref().unwrap().cookie.secure,
+        Secure::Auto
     );
 }
 
@@ -405,8 +433,8 @@ fn missing_required_keys() {
     assert_error(
         "version: 1\n",
         1,
-        "services",
-        "missing required key `services`",
+        "routes",
+        "at least one route (or service) is required",
     );
     let text = MINIMAL.replace("    listen: 127.0.0.1:8000\n", "");
     assert_error(

@@ -5,6 +5,7 @@
 //! Pingora already refuses differing `Content-Length` values, `Transfer-Encoding` in HTTP/1.0,
 //! a final coding other than chunked, and closes after a request with both `Content-Length` and
 //! `Transfer-Encoding`. Here, on top of that (docs/security.md has each decision and why):
+//! - a path with a `.` or `..` segment (plain or `%2e`): 400;
 //! - a request target that is not origin-form (`/...`), absolute-form or `*`, or has bytes
 //!   outside visible ASCII (controls, space, DEL, bytes >= 0x80): 400, as HAProxy does
 //!   (Pingora has already cut a fragment off; control characters Pingora percent-encodes are
@@ -50,7 +51,7 @@ impl std::fmt::Display for Refusal {
 
 /// Checks an HTTP/1 request, normalises it in place, and returns how its body is framed.
 pub fn normalize_request(req: &mut RequestHeader) -> Result<Framing, Refusal> {
-    if !valid_target(req.raw_path()) {
+    if !valid_target(req.raw_path()) || has_dot_segment(req.uri.path()) {
         return Err(Refusal::Target);
     }
     // One pass over the fields (no lookups by name).
@@ -130,6 +131,30 @@ fn valid_target(target: &[u8]) -> bool {
     form && target.iter().all(u8::is_ascii_graphic)
 }
 
+/// Whether a path has a `.` or `..` segment, plain or percent-encoded (`%2e`): routes match the
+/// path as sent, and a backend that resolves dot segments would read it as another path.
+pub fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let mut rest = segment.as_bytes();
+        let mut dots = 0;
+        while !rest.is_empty() {
+            if rest[0] == b'.' {
+                rest = &rest[1..];
+            } else if rest.len() >= 3
+                && rest[0] == b'%'
+                && rest[1] == b'2'
+                && rest[2] | 0x20 == b'e'
+            {
+                rest = &rest[3..];
+            } else {
+                return false;
+            }
+            dots += 1;
+        }
+        dots == 1 || dots == 2
+    })
+}
+
 /// `content_length` or `transfer_encoding` (any case; header names come lowercase).
 fn framing_name_with_underscore(name: &str) -> bool {
     name.contains('_') && matches!(name, "content_length" | "transfer_encoding")
@@ -203,6 +228,36 @@ mod tests {
             let mut req = request(target, &[]);
             assert_eq!(normalize_request(&mut req), Ok(Framing::Length(0)));
         }
+    }
+
+    #[test]
+    fn dot_segments_are_found_plain_or_encoded() {
+        for path in [
+            "/a/../b",
+            "/..",
+            "/.",
+            "/a/./b",
+            "/a/%2e%2E/b",
+            "/%2e",
+            "/a/.%2e/",
+            "/a/..",
+        ] {
+            assert!(has_dot_segment(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/a/b",
+            "/a/.../b",
+            "/a/..b",
+            "/.well-known/x",
+            "/a.b",
+            "/%2e%2e%2e",
+            "//",
+        ] {
+            assert!(!has_dot_segment(path), "{path}");
+        }
+        let mut req = request(b"/a/%2e%2e/admin", &[]);
+        assert_eq!(normalize_request(&mut req), Err(Refusal::Target));
     }
 
     #[test]

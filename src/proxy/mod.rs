@@ -1,194 +1,92 @@
-//! The `ProxyHttp` implementation: one [`Proxy`] per service.
+//! The `ProxyHttp` implementation: one [`Proxy`] per listener.
 //!
 //! Phases, in the order Pingora runs them for a request:
 //!
 //! ```text
 //! early_request_filter ──> request_filter ──> upstream_peer ──connect──> upstream_request_filter
-//!  (refuse or normalise     (keep-alive,       (read token,      │ refused   (strip our cookie/
-//!   target, Host, framing)   431)               pick backend)    │            header, X-Forwarded-*)
+//!  (refuse or normalise     (keep-alive, 431,   (read token,      │ refused   (strip our cookie/
+//!   target, Host, framing)   route or 404)      decide, pick)     │            header, X-Forwarded-*)
 //!                                                   ^             v
 //!            response_filter ──> logging            └── retry ── fail_to_connect (another healthy
 //!   (issue a token when needed;                     backend, unless strict) ──> fail_to_proxy
 //!    HTTP/1.0 responses unchunked)                  (400/502/503/504) ──> logging
 //! ```
 //!
-//! Session rules (SPEC 3): a valid token whose backend is healthy is honoured whatever the
-//! weights (`routed`). Its backend unhealthy, removed or refusing: re-pin and re-issue
-//! (`failed_open`), or with `strict` answer 503 and keep the token (`failed_closed`). No valid
-//! token: weighted round robin and a new token (`created`).
+//! Session rules (SPEC 3, [`crate::session::decide`]): a valid token whose backend serves it is
+//! honoured whatever the weights (`routed`). Its backend unhealthy, disabled, removed or
+//! refusing: re-pin and re-issue (`failed_open`), or with `strict` answer 503 and keep the token
+//! (`failed_closed`). No valid token: the route's weights and a new token (`created`).
+
+mod access;
+mod conformance;
+mod forwarded;
+mod select;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use log::info;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
-use pingora_http::RequestHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::config::Limits;
 use crate::downstream::{client_ip_value, Framing, FramingError, GuardedStream};
-use crate::metrics::{Metrics, RequestCounters, SessionCounters, NO_BACKEND};
-use crate::session::{unix_now, Presented, Sessions};
-use crate::token::{Reject, Session as Token};
-use crate::upstreams::Upstreams;
+use crate::gateway::Gateway;
+use crate::routing::{Chosen, Route, Router};
+use crate::session::Outcome;
+use crate::token::Session as Token;
 
-mod conformance;
-mod forwarded;
-
-pub use conformance::{adapt_response_for_http10, normalize_request, strip_hop_by_hop, Refusal};
+pub use conformance::{
+    adapt_response_for_http10, has_dot_segment, normalize_request, strip_hop_by_hop, Refusal,
+};
 pub use forwarded::{add_forwarded, drop_header_case};
-
-/// What happened to the request's session, for the access log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionOutcome {
-    /// No session persistence, or the request never reached selection.
-    None,
-    /// A new session was pinned.
-    Created,
-    /// A valid token was honoured.
-    Routed,
-    /// The token's backend was unavailable; re-pinned.
-    FailedOpen,
-    /// The token's backend was unavailable; strict 503.
-    FailedClosed,
-}
-
-impl SessionOutcome {
-    /// The access-log word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionOutcome::None => "none",
-            SessionOutcome::Created => "created",
-            SessionOutcome::Routed => "routed",
-            SessionOutcome::FailedOpen => "failed_open",
-            SessionOutcome::FailedClosed => "failed_closed",
-        }
-    }
-}
 
 /// Per-request state.
 pub struct Ctx {
     start: Instant,
+    /// The route that took the request (its number).
+    route: Option<usize>,
     /// Wall-clock seconds at the first selection, for every token check and issue.
     now: u32,
     /// The token was read (selection runs again on retries).
     token_read: bool,
-    /// The valid token presented, while it may still be honoured.
+    /// The valid token of this route presented, while it may still be honoured.
     session: Option<Token>,
-    /// The token presented named a backend the service no longer has.
-    removed_backend: bool,
-    /// The backend chosen last (index into the service's backends).
-    backend: Option<usize>,
-    /// Backends that refused a connection during this request.
-    refused: Vec<usize>,
+    /// The backend chosen last.
+    backend: Option<Chosen>,
+    /// Backends that refused a connection during this request: (cluster position, slot).
+    refused: Vec<(usize, usize)>,
     /// A pooled connection to the chosen backend failed and the request went again to it.
     retried_stale: bool,
     /// Issue a token whose session began at this time.
     issue_start: Option<u32>,
-    /// Status sent by `fail_to_proxy`, when the request ended in an error.
+    /// Status sent by tether itself (`fail_to_proxy`, a 404 of no route), when it answered.
     error_status: u16,
-    outcome: SessionOutcome,
+    outcome: Outcome,
 }
 
-/// The proxy of one service.
+/// The proxy of one listener.
 pub struct Proxy {
-    upstreams: Arc<Upstreams>,
+    gateway: Arc<Gateway>,
+    router: Router,
     limits: Limits,
-    sessions: Option<Sessions>,
-    requests: RequestCounters,
-    counters: SessionCounters,
 }
 
 impl Proxy {
-    /// A proxy over these upstreams, with their session persistence if any, enforcing
-    /// `limits`, counting into `metrics`.
-    pub fn new(
-        upstreams: Arc<Upstreams>,
-        sessions: Option<Sessions>,
-        limits: Limits,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        let name = &upstreams.config.name;
-        let ids: Vec<&str> = upstreams
-            .config
-            .backends
-            .iter()
-            .map(|b| b.id.as_str())
-            .collect();
+    /// The proxy of listener `listener` of `gateway`, enforcing `limits`.
+    pub fn new(gateway: Arc<Gateway>, listener: usize, limits: Limits) -> Self {
         Proxy {
-            requests: metrics.request_counters(name, &ids),
-            counters: metrics.session_counters(name),
-            upstreams,
-            sessions,
+            router: gateway.router(listener),
+            gateway,
             limits,
         }
     }
 
-    /// Reads the request's token once, counting a rejection.
-    fn read_token(&self, sessions: &Sessions, session: &Session, ctx: &mut Ctx) {
-        ctx.token_read = true;
-        let memo = session
-            .stream()
-            .and_then(GuardedStream::of)
-            .map(GuardedStream::token_memo);
-        match sessions.find(session.req_header(), ctx.now, memo) {
-            Presented::Nothing => {}
-            Presented::Valid(token) => ctx.session = Some(token),
-            Presented::Rejected(reason) => {
-                self.counters.rejected[reason.index()].inc();
-                // An authentic token whose backend is gone is a session that lost its backend
-                // (failed_open / failed_closed), not merely a bad token.
-                ctx.removed_backend = reason == Reject::UnknownBackend;
-            }
-        }
-    }
-
-    /// The chosen backend failed before anything reached the client (refused the connection,
-    /// or dropped it): retry on another backend while one is left. A strict session's backend
-    /// failing answers 503 instead, keeping the token.
-    fn backend_failed(&self, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
-        if let Some(idx) = ctx.backend {
-            ctx.refused.push(idx);
-        }
-        let strict = self.sessions.as_ref().is_some_and(|s| s.config().strict);
-        if ctx.outcome == SessionOutcome::Routed && strict {
-            ctx.outcome = SessionOutcome::FailedClosed;
-            ctx.issue_start = None;
-            return Error::because(
-                ErrorType::HTTPStatus(503),
-                "session backend unavailable (strict)",
-                e,
-            );
-        }
-        let refused = &ctx.refused;
-        e.set_retry(self.upstreams.any_available(|i| refused.contains(&i)));
-        e
-    }
-
-    /// The backend of the presented session, if it can be honoured now. Otherwise it notes
-    /// the session as failed, and a strict service answers 503.
-    fn session_backend(&self, sessions: &Sessions, ctx: &mut Ctx) -> Result<Option<usize>> {
-        let wanted = ctx.session.map(|s| s.backend);
-        if let Some(idx) = wanted {
-            if !ctx.refused.contains(&idx) && self.upstreams.is_healthy(idx) {
-                return Ok(Some(idx));
-            }
-        } else if !ctx.removed_backend {
-            return Ok(None);
-        }
-        ctx.session = None;
-        ctx.removed_backend = false;
-        if sessions.config().strict {
-            ctx.outcome = SessionOutcome::FailedClosed;
-            return Err(Error::explain(
-                ErrorType::HTTPStatus(503),
-                "session backend unavailable (strict)",
-            ));
-        }
-        ctx.outcome = SessionOutcome::FailedOpen;
-        Ok(None)
+    /// The route that took the request.
+    fn route(&self, ctx: &Ctx) -> Option<&Route> {
+        ctx.route.map(|r| &self.gateway.routes[r])
     }
 }
 
@@ -203,16 +101,16 @@ impl ProxyHttp for Proxy {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             start: Instant::now(),
+            route: None,
             now: 0,
             token_read: false,
             session: None,
-            removed_backend: false,
             backend: None,
             refused: Vec::new(),
             retried_stale: false,
             issue_start: None,
             error_status: 0,
-            outcome: SessionOutcome::None,
+            outcome: Outcome::None,
         }
     }
 
@@ -243,9 +141,9 @@ impl ProxyHttp for Proxy {
         })
     }
 
-    /// Refuses a request line plus header section beyond `limits.max_request_header_bytes`
-    /// with 431, before anything else is done with it. Drops the header names' case when the
-    /// service says so.
+    /// Finds the route, refuses a request line plus header section beyond
+    /// `limits.max_request_header_bytes` with 431, and answers 404 when no route took the
+    /// request. Drops the header names' case when every cluster of the route says so.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         // Pingora's idle wait for the next request is a fixed 60 s; use ours, on a connection
         // that stays open: never where HTTP or Pingora decided to close (HTTP/1.0 without
@@ -253,11 +151,8 @@ impl ProxyHttp for Proxy {
         if session.get_keepalive().is_some() && !session.is_process_shutting_down() {
             session.set_keepalive(Some(self.limits.keepalive_timeout.as_secs().max(1)));
         }
-        // On the client's request rather than upstream: Pingora then copies one header map
-        // per attempt, not two.
-        if !self.upstreams.config.preserve_header_case {
-            drop_header_case(session.req_header_mut());
-        }
+        // The route first, so that a 431 counts against it.
+        ctx.route = self.router.route(session.req_header());
         let req = session.req_header();
         let size = req.method.as_str().len()
             + req.uri.path_and_query().map_or(0, |p| p.as_str().len())
@@ -267,46 +162,34 @@ impl ProxyHttp for Proxy {
                 .iter()
                 .map(|(name, value)| name.as_str().len() + value.len() + 4)
                 .sum::<usize>();
-        if size <= self.limits.max_request_header_bytes {
-            return Ok(false);
+        if size > self.limits.max_request_header_bytes {
+            ctx.error_status = 431;
+            session.respond_error(431).await?;
+            return Ok(true);
         }
-        ctx.error_status = 431;
-        session.respond_error(431).await?;
-        Ok(true)
+        let Some(route) = self.route(ctx) else {
+            ctx.error_status = 404;
+            let mut resp = ResponseHeader::build(404, Some(2))?;
+            resp.insert_header(http::header::CONTENT_LENGTH, "0")?;
+            session.write_response_header(Box::new(resp), true).await?;
+            return Ok(true);
+        };
+        // On the client's request rather than upstream: Pingora then copies one header map
+        // per attempt, not two.
+        if route.drop_header_case {
+            drop_header_case(session.req_header_mut());
+        }
+        Ok(false)
     }
 
-    /// Picks the backend: the session's, when it can be honoured; otherwise weighted round
-    /// robin over healthy active backends, skipping any that refused this request's earlier
-    /// attempts. Nothing healthy: 503 at once.
+    /// Picks the backend: the session's, when it can be honoured; otherwise the route's weights
+    /// over healthy active backends, skipping any that refused this request's earlier attempts.
+    /// Nothing healthy: 503 at once.
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        if let Some(sessions) = &self.sessions {
-            if !ctx.token_read {
-                ctx.now = unix_now();
-                self.read_token(sessions, session, ctx);
-            }
-            if let Some(idx) = self.session_backend(sessions, ctx)? {
-                let token = ctx.session.expect("a session backend comes from a token");
-                ctx.outcome = SessionOutcome::Routed;
-                ctx.issue_start = sessions
-                    .needs_refresh(&token, ctx.now)
-                    .then_some(token.start);
-                ctx.backend = Some(idx);
-                return Ok(Box::new(self.upstreams.peer(idx)));
-            }
-        }
-        let refused = &ctx.refused;
-        let idx = self
-            .upstreams
-            .pick(|i| refused.contains(&i))
-            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(503), "no healthy backend"))?;
-        if self.sessions.is_some() {
-            if ctx.outcome != SessionOutcome::FailedOpen {
-                ctx.outcome = SessionOutcome::Created;
-            }
-            ctx.issue_start = Some(ctx.now);
-        }
-        ctx.backend = Some(idx);
-        Ok(Box::new(self.upstreams.peer(idx)))
+        let chosen = self.choose(session, ctx)?;
+        let peer = chosen.backend.peer();
+        ctx.backend = Some(chosen);
+        Ok(Box::new(peer))
     }
 
     /// A backend that cannot be connected to is skipped and the request retried on another,
@@ -361,15 +244,16 @@ impl ProxyHttp for Proxy {
         self.backend_failed(ctx, e)
     }
 
-    /// Removes tether's cookie or header, then adds `X-Forwarded-For` (appended), `X-Forwarded-Proto` and `X-Forwarded-Host`; the
-    /// `Host` header goes through as the client sent it.
+    /// Removes tether's cookie or header, then adds `X-Forwarded-For` (appended),
+    /// `X-Forwarded-Proto` and `X-Forwarded-Host`; the `Host` header goes through as the client
+    /// sent it.
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
         upstream_request: &mut RequestHeader,
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(sessions) = &self.sessions {
+        if let Some(sessions) = self.route(ctx).and_then(|r| r.sessions.as_ref()) {
             sessions.strip(upstream_request)?;
         }
         // The client's address comes formatted from its connection (once per connection).
@@ -388,7 +272,7 @@ impl ProxyHttp for Proxy {
     async fn response_filter(
         &self,
         session: &mut Session,
-        upstream_response: &mut pingora_http::ResponseHeader,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         strip_hop_by_hop(upstream_response);
@@ -402,10 +286,18 @@ impl ProxyHttp for Proxy {
         {
             session.set_keepalive(None);
         }
-        if let (Some(sessions), Some(start), Some(backend)) =
-            (&self.sessions, ctx.issue_start, ctx.backend)
+        let sessions = self.route(ctx).and_then(|r| r.sessions.as_ref());
+        if let (Some(sessions), Some(start), Some(chosen)) =
+            (sessions, ctx.issue_start, &ctx.backend)
         {
-            sessions.issue(upstream_response, backend, start, ctx.now)?;
+            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+            sessions.issue(
+                upstream_response,
+                chosen.backend.tag(0),
+                start,
+                ctx.now,
+                tls,
+            )?;
         }
         Ok(())
     }
@@ -443,39 +335,7 @@ impl ProxyHttp for Proxy {
 
     /// Counts the response and writes the access line (no token values, no query strings).
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        let status = session
-            .response_written()
-            .map_or(ctx.error_status, |r| r.status.as_u16());
-        let service = self.upstreams.config.name.as_str();
-        let backend = ctx
-            .backend
-            .map_or(NO_BACKEND, |i| self.upstreams.backend(i).id.as_str());
-        let elapsed = ctx.start.elapsed();
-        match ctx.outcome {
-            SessionOutcome::None => {}
-            SessionOutcome::Created => self.counters.created.inc(),
-            SessionOutcome::Routed => self.counters.routed.inc(),
-            SessionOutcome::FailedOpen => self.counters.failed_open.inc(),
-            SessionOutcome::FailedClosed => self.counters.failed_closed.inc(),
-        }
-        self.requests
-            .observe(ctx.backend, status, elapsed.as_secs_f64());
-        if log::log_enabled!(target: "tether::access", log::Level::Info) {
-            let req = session.req_header();
-            // Formatted straight into the line: no string of its own.
-            let client: &dyn std::fmt::Display = match session.client_addr() {
-                Some(addr) => addr,
-                None => &"-",
-            };
-            info!(
-                target: "tether::access",
-                "{client} \"{} {}\" {status} service={service} backend={backend} session={} duration={}ms",
-                req.method,
-                req.uri.path(),
-                ctx.outcome.as_str(),
-                Millis(elapsed)
-            );
-        }
+        self.account(session, ctx);
     }
 }
 
@@ -486,30 +346,4 @@ fn framing_refused(e: &Error) -> bool {
     root.downcast_ref::<std::io::Error>()
         .and_then(|io| io.get_ref())
         .is_some_and(|inner| inner.is::<FramingError>())
-}
-
-/// A duration as milliseconds with three decimals (`12.345`), formatted from integers: float
-/// formatting with a precision costs more than the rest of an access log line.
-struct Millis(std::time::Duration);
-
-impl std::fmt::Display for Millis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let micros = (self.0.as_nanos() + 500) / 1000;
-        write!(f, "{}.{:03}", micros / 1000, micros % 1000)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn millis_have_three_decimals() {
-        let ms = |nanos: u64| Millis(std::time::Duration::from_nanos(nanos)).to_string();
-        assert_eq!(ms(0), "0.000");
-        assert_eq!(ms(1_234_567), "1.235");
-        assert_eq!(ms(999_499), "0.999");
-        assert_eq!(ms(999_500), "1.000");
-        assert_eq!(ms(61_002_000_000), "61002.000");
-    }
 }

@@ -11,6 +11,83 @@ fn key(id: &str, fill: u8) -> SessionKey {
     }
 }
 
+/// A session as version 1 read it: the backend by its index among the service's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Session {
+    backend: usize,
+    start: u32,
+    last: u32,
+    key_index: usize,
+}
+
+/// A route codec over backends numbered as version 1's service codec numbered them: a service
+/// is a route and a cluster of the same name, so every encoding pinned here is unchanged.
+struct ServiceCodec {
+    codec: RouteCodec,
+    /// Per backend, its tag under each key.
+    tags: Vec<Vec<BackendTag>>,
+}
+
+impl ServiceCodec {
+    fn new(ring: Arc<KeyRing>, service: &str, ids: &[&str], lifetimes: Lifetimes) -> Self {
+        let tags = ids
+            .iter()
+            .map(|id| ring.backend_tags(service, id))
+            .collect();
+        ServiceCodec {
+            codec: RouteCodec::new(ring, service, lifetimes),
+            tags,
+        }
+    }
+
+    fn lifetimes(&self) -> Lifetimes {
+        self.codec.lifetimes()
+    }
+
+    fn encode(&self, backend: usize, start: u32, last: u32) -> String {
+        self.codec.encode(&self.tags[backend][0], start, last)
+    }
+
+    fn seal(
+        &self,
+        key_index: usize,
+        nonce: [u8; NONCE_LEN],
+        backend: usize,
+        start: u32,
+        last: u32,
+    ) -> [u8; RAW_LEN] {
+        let tag = &self.tags[backend][key_index];
+        self.codec.seal(key_index, nonce, tag, start, last)
+    }
+
+    fn indexed(&self, s: super::Session) -> Result<Session, Reject> {
+        let backend = self
+            .tags
+            .iter()
+            .position(|t| t[s.key_index] == s.backend)
+            .ok_or(Reject::UnknownBackend)?;
+        Ok(Session {
+            backend,
+            start: s.start,
+            last: s.last,
+            key_index: s.key_index,
+        })
+    }
+
+    fn decode(&self, token: &[u8], now: u32) -> Result<Session, Reject> {
+        self.indexed(self.codec.decode(token, now)?)
+    }
+
+    fn decode_remembered(
+        &self,
+        token: &[u8],
+        now: u32,
+        memo: &TokenMemo,
+    ) -> Result<Session, Reject> {
+        self.indexed(self.codec.decode_remembered(token, now, memo, 0)?)
+    }
+}
+
 fn codec_with(keys: &[SessionKey], service: &str, lifetimes: Lifetimes) -> ServiceCodec {
     let ring = Arc::new(KeyRing::new(keys).unwrap());
     ServiceCodec::new(
@@ -118,7 +195,7 @@ fn each_rejection_reason() {
     assert!(c.decode(idle.as_bytes(), NOW - 1).is_ok());
 
     let api = codec_with(&[key("k1", 1)], "api", c.lifetimes());
-    assert_eq!(api.decode(good.as_bytes(), NOW), Err(Reject::OtherService));
+    assert_eq!(api.decode(good.as_bytes(), NOW), Err(Reject::OtherRoute));
 
     let ring = Arc::new(KeyRing::new(&[key("k1", 1)]).unwrap());
     let fewer = ServiceCodec::new(ring, "web", &["web-1"], c.lifetimes());
@@ -407,7 +484,7 @@ fn remembered_decoding_verifies_other_bytes() {
         0
     );
     assert_eq!(
-        memo.0.lock().unwrap().unwrap().0,
+        memo.0.lock().unwrap().as_ref().unwrap().token,
         *<&[u8; TOKEN_LEN]>::try_from(other.as_bytes()).unwrap()
     );
     // Any length works, as with decode.
@@ -415,4 +492,28 @@ fn remembered_decoding_verifies_other_bytes() {
         c.decode_remembered(b"short", NOW, &memo),
         Err(Reject::Malformed)
     );
+}
+
+#[test]
+fn a_remembered_token_is_only_for_its_own_route() {
+    let ring = Arc::new(KeyRing::new(&[key("k1", 1)]).unwrap());
+    let tag = ring.backend_tags("shop", "b1")[0];
+    let cart = RouteCodec::new(ring.clone(), "cart", Lifetimes::default());
+    let api = RouteCodec::new(ring, "api", Lifetimes::default());
+    let memo = TokenMemo::default();
+    let t = cart.encode(&tag, NOW, NOW);
+    assert_eq!(
+        cart.decode_remembered(t.as_bytes(), NOW, &memo, 0)
+            .unwrap()
+            .backend,
+        tag
+    );
+    // The same bytes on another route (another scope) are decoded afresh: another route's.
+    assert_eq!(
+        api.decode_remembered(t.as_bytes(), NOW, &memo, 1),
+        Err(Reject::OtherRoute)
+    );
+    // A codec that would wrongly skip the scope check is caught by the route tag anyway; a
+    // memo entry made under scope 0 is not reused for scope 1 even by the same codec.
+    assert!(cart.decode_remembered(t.as_bytes(), NOW, &memo, 1).is_ok());
 }

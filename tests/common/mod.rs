@@ -686,6 +686,20 @@ impl Tether {
         get(self.admin, "/status", &[]).unwrap().text()
     }
 
+    /// The address of listener `name`, from `/status`.
+    pub fn listener_address(&self, name: &str) -> SocketAddr {
+        let status: serde_json::Value = serde_json::from_str(&self.status()).unwrap();
+        let listeners = status["listeners"]
+            .as_array()
+            .expect("listeners in /status");
+        let found = listeners.iter().find(|l| l["name"] == name);
+        let address = found.and_then(|l| l["address"].as_str());
+        address
+            .unwrap_or_else(|| panic!("no listener `{name}` in /status"))
+            .parse()
+            .unwrap()
+    }
+
     /// `GET /metrics` text.
     pub fn metrics(&self) -> String {
         get(self.admin, "/metrics", &[]).unwrap().text()

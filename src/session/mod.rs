@@ -1,6 +1,13 @@
-//! Session persistence of one service on the wire: finding the token in a request, removing
-//! it before the request goes upstream, and issuing a token in the response.
-//! The token itself is [`crate::token`].
+//! Session persistence of one route on the wire: finding the token in a request, removing it
+//! before the request goes upstream, and issuing a token in the response. The token itself is
+//! [`crate::token`]; what a token means for a request is [`decide`].
+
+mod cookie;
+mod decide;
+
+use cookie::without_ours;
+pub use cookie::{cookie_values, without_cookie};
+pub use decide::{decide, Decision, Outcome, TokenBackend};
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -11,8 +18,10 @@ use http::HeaderValue;
 use pingora_error::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
 
-use crate::config::{LifetimeType, ServiceConfig, SessionConfig, SessionKind};
-use crate::token::{KeyRing, Lifetimes, Reject, ServiceCodec, Session, TokenMemo, TOKEN_LEN};
+use crate::config::{LifetimeType, RouteConfig, Secure, SessionConfig, SessionKind};
+use crate::token::{
+    BackendTag, KeyRing, Lifetimes, Reject, RouteCodec, Session, TokenMemo, TOKEN_LEN,
+};
 
 /// Most candidate tokens tried per request: many cookies of our name cost no more than this.
 const MAX_CANDIDATES: usize = 8;
@@ -35,47 +44,54 @@ pub enum Presented {
     Rejected(Reject),
 }
 
-/// Session persistence of one service.
+/// Session persistence of one route.
 pub struct Sessions {
     config: SessionConfig,
-    codec: ServiceCodec,
-    /// `; Path=/; Domain=..; Secure; HttpOnly; SameSite=Lax`: what every Set-Cookie ends with.
-    cookie_attributes: String,
+    codec: RouteCodec,
+    /// The route's number: a connection's remembered token is only for its own route.
+    scope: usize,
+    /// `; Path=/; Domain=..; HttpOnly; SameSite=Lax`: what every Set-Cookie ends with, without
+    /// and with `Secure`.
+    cookie_attributes: [String; 2],
     /// Re-issue a valid token once it is this old, so a session in use never goes idle.
     refresh_after: Option<u32>,
 }
 
 impl Sessions {
-    /// The session persistence of `service`, if it has any.
-    pub fn new(ring: &Arc<KeyRing>, service: &ServiceConfig) -> Option<Sessions> {
-        let config = service.session.clone()?;
+    /// The session persistence of `route` (number `scope`), if it has any.
+    pub fn new(ring: &Arc<KeyRing>, route: &RouteConfig, scope: usize) -> Option<Sessions> {
+        let config = route.session.clone()?;
         let secs = |d: Duration| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX);
         let lifetimes = Lifetimes {
             absolute: config.absolute_timeout.map(secs),
             idle: config.idle_timeout.map(secs),
         };
-        let ids: Vec<&str> = service.backends.iter().map(|b| b.id.as_str()).collect();
-        let codec = ServiceCodec::new(ring.clone(), &service.name, &ids, lifetimes);
+        let codec = RouteCodec::new(ring.clone(), &route.name, lifetimes);
         let c = &config.cookie;
-        let mut cookie_attributes = format!("; Path={}", c.path);
-        if let Some(domain) = &c.domain {
-            cookie_attributes.push_str("; Domain=");
-            cookie_attributes.push_str(domain);
-        }
-        if c.secure {
-            cookie_attributes.push_str("; Secure");
-        }
-        if c.http_only {
-            cookie_attributes.push_str("; HttpOnly");
-        }
-        cookie_attributes.push_str("; SameSite=");
-        cookie_attributes.push_str(c.same_site.as_str());
+        let attributes = |secure: bool| {
+            let mut a = format!("; Path={}", c.path);
+            if let Some(domain) = &c.domain {
+                a.push_str("; Domain=");
+                a.push_str(domain);
+            }
+            if secure {
+                a.push_str("; Secure");
+            }
+            if c.http_only {
+                a.push_str("; HttpOnly");
+            }
+            a.push_str("; SameSite=");
+            a.push_str(c.same_site.as_str());
+            a
+        };
+        let cookie_attributes = [attributes(false), attributes(true)];
         // A tenth of the idle timeout: a session whose requests are less than 90% of
         // idle_timeout apart never expires, at the cost of one new token per tenth.
         let refresh_after = lifetimes.idle.map(|idle| (idle / 10).max(1));
         Some(Sessions {
             config,
             codec,
+            scope,
             cookie_attributes,
             refresh_after,
         })
@@ -92,7 +108,7 @@ impl Sessions {
     pub fn find(&self, req: &RequestHeader, now: u32, memo: Option<&TokenMemo>) -> Presented {
         let mut first_reject = None;
         let decode = |value: &[u8]| match memo {
-            Some(memo) => self.codec.decode_remembered(value, now, memo),
+            Some(memo) => self.codec.decode_remembered(value, now, memo, self.scope),
             None => self.codec.decode(value, now),
         };
         let mut check = |value: &[u8]| match decode(value) {
@@ -183,14 +199,16 @@ impl Sessions {
                 .is_some_and(|after| now.saturating_sub(session.last) >= after)
     }
 
-    /// Adds a token for `backend` to the response: a `Set-Cookie` placed before the backend's
-    /// own (which pass through untouched), or the session header.
+    /// Adds a token for the backend tagged `backend` to the response: a `Set-Cookie` placed
+    /// before the backend's own (which pass through untouched), or the session header. `tls`:
+    /// the request came over TLS (`secure: auto` then sets `Secure`).
     pub fn issue(
         &self,
         resp: &mut ResponseHeader,
-        backend: usize,
+        backend: &BackendTag,
         start: u32,
         now: u32,
+        tls: bool,
     ) -> Result<()> {
         match self.config.kind {
             SessionKind::Header => {
@@ -198,7 +216,7 @@ impl Sessions {
                 resp.insert_header(self.config.name.clone(), token)
             }
             SessionKind::Cookie => {
-                let cookie = self.set_cookie(backend, start, now);
+                let cookie = self.set_cookie(backend, start, now, tls);
                 let theirs: Vec<HeaderValue> =
                     resp.headers.get_all(SET_COOKIE).iter().cloned().collect();
                 resp.insert_header("Set-Cookie", cookie)?;
@@ -212,11 +230,17 @@ impl Sessions {
 
     /// The `Set-Cookie` value for a new token. Allocated once, at its exact size, so it becomes
     /// the header value without another allocation.
-    pub fn set_cookie(&self, backend: usize, start: u32, now: u32) -> String {
+    pub fn set_cookie(&self, backend: &BackendTag, start: u32, now: u32, tls: bool) -> String {
         const MAX_AGE: &str = "; Max-Age=";
         const EXPIRES: &str = "; Expires=";
         /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) is always this long.
         const IMF_FIXDATE_LEN: usize = 29;
+        let secure = match self.config.cookie.secure {
+            Secure::Auto => tls,
+            Secure::Always => true,
+            Secure::Never => false,
+        };
+        let attributes = &self.cookie_attributes[usize::from(secure)];
         // Validation guarantees absolute_timeout with Permanent.
         let left = (self.config.cookie.lifetime_type == LifetimeType::Permanent).then(|| {
             let absolute = self.codec.lifetimes().absolute.unwrap_or(0);
@@ -225,8 +249,7 @@ impl Sessions {
         let lifetime_len = left.map_or(0, |left| {
             MAX_AGE.len() + decimal_digits(left) + EXPIRES.len() + IMF_FIXDATE_LEN
         });
-        let len =
-            self.config.name.len() + 1 + TOKEN_LEN + lifetime_len + self.cookie_attributes.len();
+        let len = self.config.name.len() + 1 + TOKEN_LEN + lifetime_len + attributes.len();
         let mut cookie = String::with_capacity(len);
         cookie.push_str(&self.config.name);
         cookie.push('=');
@@ -239,7 +262,7 @@ impl Sessions {
                 httpdate::HttpDate::from(expires)
             );
         }
-        cookie.push_str(&self.cookie_attributes);
+        cookie.push_str(attributes);
         debug_assert_eq!(
             cookie.len(),
             cookie.capacity(),
@@ -254,118 +277,9 @@ fn decimal_digits(n: u32) -> usize {
     n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
-/// Splits one `Cookie` header value into `name=value` pairs (RFC 6265 5.4; lenient about
-/// spaces and quotes, strict about the name) and yields the values of cookies named `name`.
-pub fn cookie_values<'a>(header: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
-    pairs(header).filter_map(move |pair| {
-        let value = value_if_named(pair, name)?;
-        Some(
-            value
-                .strip_prefix(b"\"")
-                .and_then(|v| v.strip_suffix(b"\""))
-                .unwrap_or(value),
-        )
-    })
-}
-
-/// The value of one `name=value` pair (spaces around either trimmed), if it is named `name`.
-#[inline]
-fn value_if_named<'a>(pair: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    let pair = pair.trim_ascii();
-    let eq = memchr::memchr(b'=', pair)?;
-    (pair[..eq].trim_ascii() == name).then(|| pair[eq + 1..].trim_ascii())
-}
-
-/// The `;`-separated pieces of a `Cookie` header value, untrimmed (as `split` on `;` would
-/// give them, found with memchr: a token is most of the bytes and holds no `;`).
-fn pairs(header: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = Some(header);
-    std::iter::from_fn(move || {
-        let current = rest?;
-        match memchr::memchr(b';', current) {
-            Some(at) => {
-                rest = Some(&current[at + 1..]);
-                Some(&current[..at])
-            }
-            None => {
-                rest = None;
-                Some(current)
-            }
-        }
-    })
-}
-
-/// The `Cookie` header value without the cookies named `name`; every other byte kept. The
-/// result is allocated at its exact size, so it becomes a header value without another copy.
-pub fn without_cookie(header: &[u8], name: &[u8]) -> Vec<u8> {
-    without_ours(header, name).unwrap_or_else(|| header.to_vec())
-}
-
-/// As [`without_cookie`], but `None` when there is no cookie named `name` (nothing to rewrite).
-fn without_ours(header: &[u8], name: &[u8]) -> Option<Vec<u8>> {
-    let mut len = 0;
-    if !kept_pieces(header, name, |piece| len += piece.len()) {
-        return None;
-    }
-    if len == 0 {
-        return Some(Vec::new());
-    }
-    let mut out = Vec::with_capacity(len);
-    kept_pieces(header, name, |piece| out.extend_from_slice(piece));
-    Some(out)
-}
-
-/// Calls `emit` with the pieces of `header` that remain once the cookies named `name` are gone;
-/// returns whether there was one to remove.
-fn kept_pieces(header: &[u8], name: &[u8], mut emit: impl FnMut(&[u8])) -> bool {
-    let mut first = true;
-    let mut removed = false;
-    for pair in pairs(header) {
-        if value_if_named(pair, name).is_some() {
-            removed = true;
-            continue;
-        }
-        let piece = if first {
-            // The first kept pair loses the space that separated it from a removed one.
-            pair.trim_ascii_start()
-        } else {
-            emit(b";");
-            pair
-        };
-        // An empty first piece is not a pair: the next one is still first.
-        first = first && piece.is_empty();
-        emit(piece);
-    }
-    removed
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values<'a>(header: &'a str, name: &'a str) -> Vec<&'a str> {
-        cookie_values(header.as_bytes(), name.as_bytes())
-            .map(|v| std::str::from_utf8(v).unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn cookie_values_find_every_cookie_of_the_name() {
-        assert_eq!(values("a=1; s=x; b=2; s=y", "s"), vec!["x", "y"]);
-        assert_eq!(values("s=\"quoted\"", "s"), vec!["quoted"]);
-        assert_eq!(values(" s = spaced ;", "s"), vec!["spaced"]);
-        assert_eq!(values("ss=1; s_=2; S=3", "s"), Vec::<&str>::new());
-        assert_eq!(values("s", "s"), Vec::<&str>::new());
-        assert_eq!(values("s=", "s"), vec![""]);
-        assert_eq!(values(";;;=;s=a=b", "s"), vec!["a=b"]);
-    }
-
-    #[test]
-    fn cookie_values_take_any_bytes() {
-        let header = b"a=\xff\xfe; s=\x00\x01; \xc3(=1";
-        let found: Vec<&[u8]> = cookie_values(header, b"s").collect();
-        assert_eq!(found, vec![&b"\x00\x01"[..]]);
-    }
 
     fn sessions(persistence: &str) -> Sessions {
         let yaml = format!(
@@ -374,16 +288,7 @@ mod tests {
         let config =
             crate::config::Config::parse(&yaml, std::path::Path::new("."), &|_| None).unwrap();
         let ring = crate::token::KeyRing::random().unwrap();
-        Sessions::new(&std::sync::Arc::new(ring), &config.services[0]).unwrap()
-    }
-
-    #[test]
-    fn pairs_split_like_split() {
-        for header in ["", ";", "a=1", "a=1;", ";;a", "a=1; b=2;c", " ; ;"] {
-            let ours: Vec<&[u8]> = pairs(header.as_bytes()).collect();
-            let std: Vec<&[u8]> = header.as_bytes().split(|&b| b == b';').collect();
-            assert_eq!(ours, std, "{header:?}");
-        }
+        Sessions::new(&Arc::new(ring), &config.routes[0], 0).unwrap()
     }
 
     #[test]
@@ -440,11 +345,11 @@ mod tests {
             (now - 28_799, now),
         ] {
             for s in [&permanent, &session] {
-                let cookie = s.set_cookie(0, start, now);
+                let cookie = s.set_cookie(&[0; 8], start, now, true);
                 assert_eq!(cookie.len(), cookie.capacity(), "{cookie}");
             }
         }
-        let cookie = permanent.set_cookie(0, now - 28_799, now);
+        let cookie = permanent.set_cookie(&[0; 8], now - 28_799, now, false);
         assert!(cookie.contains("; Max-Age=1; Expires="), "{cookie}");
     }
 
@@ -453,24 +358,5 @@ mod tests {
         for n in [0, 9, 10, 99, 100, 600, 28_800, 999_999, u32::MAX] {
             assert_eq!(decimal_digits(n), n.to_string().len(), "{n}");
         }
-    }
-
-    #[test]
-    fn without_cookie_keeps_every_other_byte() {
-        let strip = |h: &str| String::from_utf8(without_cookie(h.as_bytes(), b"s")).unwrap();
-        assert_eq!(strip("a=1; s=x; b=2"), "a=1; b=2");
-        assert_eq!(strip("s=x; a=1;b=2"), "a=1;b=2");
-        assert_eq!(strip("a=1;  b=2 ; s=x"), "a=1;  b=2 ");
-        assert_eq!(strip("s=x"), "");
-        assert_eq!(strip("s=x; s=y"), "");
-        assert_eq!(strip("a=1; sx=2"), "a=1; sx=2");
-        assert_eq!(strip("weird;;a=\"q\""), "weird;;a=\"q\"");
-        assert_eq!(strip("  ; s=x; a=1"), "a=1");
-        let kept = without_cookie(b"a=1; s=x; b=2", b"s");
-        assert_eq!(
-            kept.capacity(),
-            kept.len(),
-            "exact size: no copy into the header value"
-        );
     }
 }

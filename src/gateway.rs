@@ -1,0 +1,96 @@
+//! The gateway a config describes, at run time: clusters (backends and their health), routes
+//! (their clusters, session policies and counters) and each listener's routing table.
+//!
+//! ```text
+//! listener ──Router──> route ──weights──> cluster ──snapshot──> backend
+//! ```
+
+use std::sync::Arc;
+
+use pingora_error::Result;
+
+use crate::cluster::{Cluster, HealthService};
+use crate::config::{Config, ListenerConfig};
+use crate::metrics::{Metrics, RequestCounters, NONE};
+use crate::routing::{Route, Router};
+use crate::session::Sessions;
+use crate::token::KeyRing;
+
+/// Everything the proxy needs to place a request.
+pub struct Gateway {
+    /// The listeners, as configured.
+    pub listeners: Vec<ListenerConfig>,
+    /// The clusters, as the config numbers them.
+    pub clusters: Vec<Arc<Cluster>>,
+    /// The routes, in file order (a route's number is its index).
+    pub routes: Vec<Route>,
+    /// The counters of requests no route took.
+    pub no_route: RequestCounters,
+}
+
+impl Gateway {
+    /// Builds the gateway of `config`, and the health services of its clusters (in cluster
+    /// order), which must be added to the server.
+    pub fn build(
+        config: &Config,
+        ring: &Arc<KeyRing>,
+        metrics: &Metrics,
+    ) -> Result<(Arc<Gateway>, Vec<HealthService>)> {
+        let mut clusters = Vec::new();
+        let mut health = Vec::new();
+        for c in &config.clusters {
+            let (cluster, service) = Cluster::build(c, ring, metrics)?;
+            clusters.push(cluster);
+            health.push(service);
+        }
+        let routes = config
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(idx, r)| {
+                let own: Vec<(&str, Vec<&str>)> = r
+                    .backends
+                    .iter()
+                    .map(|w| {
+                        let c = &config.clusters[w.cluster];
+                        let ids = c.backends.iter().map(|b| b.id.as_str()).collect();
+                        (c.name.as_str(), ids)
+                    })
+                    .collect();
+                Route::new(
+                    r,
+                    &clusters,
+                    Sessions::new(ring, r, idx),
+                    metrics.session_counters(&r.name),
+                    metrics.request_counters(&r.name, &own),
+                )
+            })
+            .collect();
+        let gateway = Gateway {
+            listeners: config.listeners.clone(),
+            clusters,
+            routes,
+            no_route: metrics.request_counters(NONE, &[]),
+        };
+        Ok((Arc::new(gateway), health))
+    }
+
+    /// The routing table of listener `listener`.
+    pub fn router(&self, listener: usize) -> Router {
+        let configs: Vec<_> = self.routes.iter().map(|r| r.config.clone()).collect();
+        Router::new(&configs, listener)
+    }
+
+    /// The clusters (their numbers) that routes on `listener` send requests to.
+    pub fn clusters_of(&self, listener: usize) -> Vec<usize> {
+        let mut found: Vec<usize> = self
+            .routes
+            .iter()
+            .filter(|r| r.config.listeners.contains(&listener))
+            .flat_map(|r| r.config.backends.iter().map(|w| w.cluster))
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+}

@@ -1,0 +1,91 @@
+//! What a finished request leaves behind: its counters and its access line.
+
+use log::info;
+use pingora_proxy::Session;
+
+use super::{Ctx, Proxy};
+use crate::metrics::NONE;
+use crate::session::Outcome;
+
+impl Proxy {
+    /// Counts the response and writes the access line (no token values, no query strings).
+    pub(super) fn account(&self, session: &Session, ctx: &Ctx) {
+        let status = session
+            .response_written()
+            .map_or(ctx.error_status, |r| r.status.as_u16());
+        let elapsed = ctx.start.elapsed();
+        let route = self.route(ctx);
+        if let Some(route) = route {
+            let c = &route.counters;
+            match ctx.outcome {
+                Outcome::None => {}
+                Outcome::Created => c.created.inc(),
+                Outcome::Routed => c.routed.inc(),
+                Outcome::FailedOpen => c.failed_open.inc(),
+                Outcome::FailedClosed => c.failed_closed.inc(),
+            }
+        }
+        if let (Outcome::Routed, Some(chosen)) = (ctx.outcome, &ctx.backend) {
+            chosen.backend.sessions_routed.inc();
+        }
+        let requests = route.map_or(&self.gateway.no_route, |r| &r.requests);
+        let backend = ctx.backend.as_ref().map(|c| (c.cluster, c.backend.slot));
+        requests.observe(backend, status, elapsed.as_secs_f64());
+        if log::log_enabled!(target: "tether::access", log::Level::Info) {
+            let req = session.req_header();
+            // Formatted straight into the line: no string of its own.
+            let client: &dyn std::fmt::Display = match session.client_addr() {
+                Some(addr) => addr,
+                None => &"-",
+            };
+            let host = req
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("-");
+            let (cluster, backend) = match (&ctx.backend, route) {
+                (Some(c), Some(r)) => (
+                    r.cluster(c.cluster).config.name.as_str(),
+                    c.backend.id.as_str(),
+                ),
+                _ => (NONE, NONE),
+            };
+            info!(
+                target: "tether::access",
+                "{client} \"{} {}\" {status} host={host} route={} cluster={cluster} backend={backend} session={} protocol={:?} duration={}ms",
+                req.method,
+                req.uri.path(),
+                route.map_or(NONE, |r| r.config.name.as_str()),
+                ctx.outcome.as_str(),
+                req.version,
+                Millis(elapsed)
+            );
+        }
+    }
+}
+
+/// A duration as milliseconds with three decimals (`12.345`), formatted from integers: float
+/// formatting with a precision costs more than the rest of an access log line.
+struct Millis(std::time::Duration);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let micros = (self.0.as_nanos() + 500) / 1000;
+        write!(f, "{}.{:03}", micros / 1000, micros % 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_have_three_decimals() {
+        let ms = |nanos: u64| Millis(std::time::Duration::from_nanos(nanos)).to_string();
+        assert_eq!(ms(0), "0.000");
+        assert_eq!(ms(1_234_567), "1.235");
+        assert_eq!(ms(999_499), "0.999");
+        assert_eq!(ms(999_500), "1.000");
+        assert_eq!(ms(61_002_000_000), "61002.000");
+    }
+}
