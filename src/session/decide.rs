@@ -69,7 +69,11 @@ mod tests {
     #[test]
     fn every_case_of_the_session_rules() {
         use TokenBackend::*;
-        type Case = (Option<TokenBackend<&'static str>>, bool, Decision<&'static str>);
+        type Case = (
+            Option<TokenBackend<&'static str>>,
+            bool,
+            Decision<&'static str>,
+        );
         let cases: [Case; 6] = [
             // No valid token (none, malformed, forged, expired, another route's): new session.
             (None, false, Decision::New(Outcome::Created)),

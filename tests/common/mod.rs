@@ -1,6 +1,7 @@
 //! Test harness: real HTTP backends on loopback, the real `tether` binary, a raw HTTP client.
 #![allow(dead_code)]
 
+pub mod gateway;
 pub mod load;
 pub mod recording;
 
@@ -539,7 +540,10 @@ pub struct Tether {
     pub child: Child,
     pub dir: TempDir,
     pub admin: SocketAddr,
+    /// The first listener's address (a service's, with `services`).
     pub listen: SocketAddr,
+    /// Every listener's address, in the order they were asked for.
+    pub listeners: Vec<SocketAddr>,
     top_yaml: String,
     env: Vec<(String, String)>,
     generation: usize,
@@ -567,20 +571,55 @@ impl Tether {
     }
 
     fn try_start(top_yaml: &str, services_yaml: &str, env: &[(&str, &str)]) -> Option<Tether> {
+        let body = |addrs: &[SocketAddr]| {
+            format!(
+                "services:\n{}",
+                services_yaml.replace("{listen}", &addrs[0].to_string())
+            )
+        };
+        Self::launch(top_yaml, 1, &body, env)
+    }
+
+    /// Starts tether on a config whose body (listeners, clusters, routes or services) `body`
+    /// writes for `listeners` fresh listener addresses, with `top_yaml` and `env`. Waits until
+    /// the admin listener and every listener answer.
+    pub fn start_body(
+        top_yaml: &str,
+        listeners: usize,
+        body: &dyn Fn(&[SocketAddr]) -> String,
+        env: &[(&str, &str)],
+    ) -> Tether {
+        for _ in 0..3 {
+            if let Some(t) = Self::launch(top_yaml, listeners, body, env) {
+                return t;
+            }
+        }
+        panic!("tether could not bind its ports three times");
+    }
+
+    fn launch(
+        top_yaml: &str,
+        listeners: usize,
+        body: &dyn Fn(&[SocketAddr]) -> String,
+        env: &[(&str, &str)],
+    ) -> Option<Tether> {
         let dir = TempDir::new();
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let addrs: Vec<SocketAddr> = (0..listeners)
+            .map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap())
+            .collect();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let yaml = config_text(&dir, top_yaml, admin, listen, services_yaml);
+        let yaml = config_text(&dir, top_yaml, admin, &body(&addrs));
         std::fs::write(dir.path("tether.yaml"), yaml).unwrap();
         let mut t = Tether {
             child: Self::spawn(&dir, 0, &[], &env),
             dir,
             admin,
-            listen,
+            listen: addrs[0],
+            listeners: addrs,
             top_yaml: top_yaml.to_string(),
             env,
             generation: 0,
@@ -596,7 +635,8 @@ impl Tether {
                 return Some(());
             }
             let admin_up = get(t.admin, "/healthz", &[]).is_ok_and(|r| r.status() == 200);
-            (admin_up && TcpStream::connect(t.listen).is_ok()).then_some(())
+            let all_up = t.listeners.iter().all(|a| TcpStream::connect(a).is_ok());
+            (admin_up && all_up).then_some(())
         });
         (!bind_failed).then_some(t)
     }
@@ -608,13 +648,16 @@ impl Tether {
 
     /// Writes the config with these services (same ports, keys and environment).
     pub fn write_config(&self, services_yaml: &str) {
-        let yaml = config_text(
-            &self.dir,
-            &self.top_yaml,
-            self.admin,
-            self.listen,
-            services_yaml,
+        let body = format!(
+            "services:\n{}",
+            services_yaml.replace("{listen}", &self.listen.to_string())
         );
+        self.write_body(&body);
+    }
+
+    /// Writes the config with this body (same keys, admin listener and environment).
+    pub fn write_body(&self, body: &str) {
+        let yaml = config_text(&self.dir, &self.top_yaml, self.admin, body);
         std::fs::write(self.conf(), yaml).unwrap();
     }
 
@@ -733,24 +776,15 @@ impl Tether {
     }
 }
 
-/// A whole config: test server keys, extra top-level YAML, the admin listener, the services
-/// (with `{listen}` replaced by the service address).
+/// A whole config: test server keys, extra top-level YAML, the admin listener, and the body
+/// (listeners, clusters, routes or services).
 /// A `grace_period_seconds` in `top_yaml` replaces the default one.
-fn config_text(
-    dir: &TempDir,
-    top_yaml: &str,
-    admin: SocketAddr,
-    listen: SocketAddr,
-    services_yaml: &str,
-) -> String {
+fn config_text(dir: &TempDir, top_yaml: &str, admin: SocketAddr, body: &str) -> String {
     let mut keys = server_keys(dir);
     if top_yaml.contains("grace_period_seconds:") {
         keys = keys.replace("grace_period_seconds: 1\n", "");
     }
-    format!(
-        "{keys}{top_yaml}admin:\n  listen: {admin}\nservices:\n{}",
-        services_yaml.replace("{listen}", &listen.to_string())
-    )
+    format!("{keys}{top_yaml}admin:\n  listen: {admin}\n{body}")
 }
 
 /// Sends a signal (`QUIT`, `TERM`, `INT`) to a process.

@@ -1,0 +1,203 @@
+//! A typed builder of long-form configs (listeners, clusters, routes) for the tests, so a
+//! test's gateway reads at a glance and its YAML is written in one place.
+
+use std::net::SocketAddr;
+
+use super::Tether;
+
+/// A gateway: listeners by name, clusters of backends, routes.
+#[derive(Clone, Default)]
+pub struct Gateway {
+    listeners: Vec<String>,
+    clusters: Vec<Cluster>,
+    routes: Vec<Route>,
+    /// Extra top-level YAML (e.g. `session_keys`).
+    top: String,
+}
+
+/// A cluster: backends as `(id, address, weight)`.
+#[derive(Clone)]
+pub struct Cluster {
+    name: String,
+    backends: Vec<(String, SocketAddr, u32)>,
+}
+
+/// A route.
+#[derive(Clone)]
+pub struct Route {
+    name: String,
+    listeners: Vec<String>,
+    hostnames: Vec<String>,
+    matches: Vec<String>,
+    backends: Vec<(String, u32)>,
+    session: Option<String>,
+}
+
+impl Gateway {
+    /// A gateway with one listener, `public`, and the test session key (`TEST_KEY`).
+    pub fn new() -> Gateway {
+        Gateway {
+            listeners: vec!["public".into()],
+            top: "session_keys:\n  - id: k1\n    secret_env: TEST_KEY\n".into(),
+            ..Gateway::default()
+        }
+    }
+
+    /// Adds a listener.
+    pub fn listener(mut self, name: &str) -> Gateway {
+        self.listeners.push(name.into());
+        self
+    }
+
+    /// Adds a cluster of backends `(id, address)`, each of weight 1.
+    pub fn cluster(mut self, name: &str, backends: &[(&str, SocketAddr)]) -> Gateway {
+        self.clusters.push(Cluster {
+            name: name.into(),
+            backends: backends
+                .iter()
+                .map(|(id, addr)| (id.to_string(), *addr, 1))
+                .collect(),
+        });
+        self
+    }
+
+    /// Adds a route.
+    pub fn route(mut self, route: Route) -> Gateway {
+        self.routes.push(route);
+        self
+    }
+
+    /// The route named `name`, to change it (for a reload).
+    pub fn route_mut(&mut self, name: &str) -> &mut Route {
+        self.routes
+            .iter_mut()
+            .find(|r| r.name == name)
+            .expect("a route of that name")
+    }
+
+    /// The config body for listeners at `addrs` (in the order they were added).
+    pub fn body(&self, addrs: &[SocketAddr]) -> String {
+        let mut y = String::from("listeners:\n");
+        for (name, addr) in self.listeners.iter().zip(addrs) {
+            y += &format!("  - {{name: {name}, address: \"{addr}\"}}\n");
+        }
+        y += "clusters:\n";
+        for c in &self.clusters {
+            y += &format!(
+                "  - name: {}\n    health_check: {{type: none}}\n    backends:\n",
+                c.name
+            );
+            for (id, addr, weight) in &c.backends {
+                y += &format!("      - {{address: \"{addr}\", id: \"{id}\", weight: {weight}}}\n");
+            }
+        }
+        y += "routes:\n";
+        for r in &self.routes {
+            y += &format!("  - name: {}\n", r.name);
+            if !r.listeners.is_empty() {
+                y += &format!("    listeners: [{}]\n", r.listeners.join(", "));
+            }
+            if !r.hostnames.is_empty() {
+                let quoted: Vec<String> = r.hostnames.iter().map(|h| format!("\"{h}\"")).collect();
+                y += &format!("    hostnames: [{}]\n", quoted.join(", "));
+            }
+            if !r.matches.is_empty() {
+                y += "    matches:\n";
+                for m in &r.matches {
+                    y += &format!("      - {m}\n");
+                }
+            }
+            y += "    backends:\n";
+            for (cluster, weight) in &r.backends {
+                y += &format!("      - {{cluster: {cluster}, weight: {weight}}}\n");
+            }
+            if let Some(session) = &r.session {
+                y += &format!("    session_persistence: {session}\n");
+            }
+        }
+        y
+    }
+
+    /// Starts tether on this gateway (the session key in `TEST_KEY`).
+    pub fn start(&self) -> Tether {
+        Tether::start_body(
+            &self.top,
+            self.listeners.len(),
+            &|addrs| self.body(addrs),
+            &[("TEST_KEY", TEST_KEY)],
+        )
+    }
+}
+
+impl Gateway {
+    /// Reloads `t` onto this gateway (same listener ports) as an operator does: the config
+    /// rewritten, `tether -u`, SIGQUIT to the old process, which is returned.
+    pub fn reload(&self, t: &mut Tether) -> std::process::Child {
+        t.write_body(&self.body(&t.listeners));
+        t.upgrade(None)
+    }
+}
+
+/// The session key the gateway tests run with.
+pub const TEST_KEY: &str = "gateway-test-key-0123456789abcdef0123";
+
+impl Route {
+    /// A route to nothing yet.
+    pub fn new(name: &str) -> Route {
+        Route {
+            name: name.into(),
+            listeners: Vec::new(),
+            hostnames: Vec::new(),
+            matches: Vec::new(),
+            backends: Vec::new(),
+            session: None,
+        }
+    }
+
+    /// Takes requests for these hostnames only.
+    pub fn hosts(mut self, hostnames: &[&str]) -> Route {
+        self.hostnames = hostnames.iter().map(|h| h.to_string()).collect();
+        self
+    }
+
+    /// Attaches to these listeners only.
+    pub fn on(mut self, listeners: &[&str]) -> Route {
+        self.listeners = listeners.iter().map(|l| l.to_string()).collect();
+        self
+    }
+
+    /// Adds a match on the path (`Exact`, `PathPrefix`, `RegularExpression`).
+    pub fn path(mut self, kind: &str, value: &str) -> Route {
+        self.matches
+            .push(format!("{{path: {{type: {kind}, value: \"{value}\"}}}}"));
+        self
+    }
+
+    /// Sends new sessions to `cluster` with `weight`.
+    pub fn to(mut self, cluster: &str, weight: u32) -> Route {
+        self.backends.push((cluster.into(), weight));
+        self
+    }
+
+    /// Sets the weight of `cluster` (for a reload).
+    pub fn set_weight(&mut self, cluster: &str, weight: u32) {
+        let entry = self.backends.iter_mut().find(|(c, _)| c == cluster);
+        entry.expect("a cluster of the route").1 = weight;
+    }
+
+    /// Cookie sessions under `name`.
+    pub fn cookie(mut self, name: &str) -> Route {
+        self.session = Some(format!(
+            "{{type: Cookie, name: {name}, absolute_timeout: 1h}}"
+        ));
+        self
+    }
+
+    /// Header sessions under `name`.
+    pub fn header(mut self, name: &str) -> Route {
+        self.session = Some(format!(
+            "{{type: Header, name: {name}, absolute_timeout: 1h}}"
+        ));
+        self
+    }
+}
