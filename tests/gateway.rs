@@ -195,7 +195,7 @@ fn a_canary_takes_its_share_and_keeps_its_sessions_when_rolled_back() {
 fn the_short_form_is_the_long_form_it_stands_for() {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
     let short = Tether::start_full(
-        &format!("session_keys:\n  - id: k1\n    secret_env: TEST_KEY\n"),
+        "session_keys:\n  - id: k1\n    secret_env: TEST_KEY\n",
         &format!(
             "  - name: web\n    listen: {{listen}}\n    health_check: {{type: none}}\n    backends:\n      - {{address: \"{}\", id: a}}\n      - {{address: \"{}\", id: b}}\n    session_persistence: {{type: Cookie, name: sid, absolute_timeout: 1h}}\n",
             a.addr, b.addr
