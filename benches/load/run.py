@@ -8,7 +8,12 @@ modes: `sticky` (every request carries a valid session cookie) and `new` (no coo
 session each). Runs are interleaved (HAProxy, Pingora, tether, HAProxy, ...) and repeated; the
 table shows medians and the ratios of tether to each other proxy from the same run.
 
-    benches/load/run.py [--duration 10] [--rounds 3] [--connections 64] [--memory]
+    benches/load/run.py [--duration 10] [--rounds 3] [--connections 64] [--memory] [--routes 50]
+
+`--routes N`: tether's sticky service becomes a gateway of N routes over N/2 hostnames (a
+`PathPrefix /static` route without sessions and a catch-all `/` route with cookie sessions per
+host), and every request carries the last hostname and a path only the catch-all takes: the
+route precedence finds last.
 
 Installs haproxy, nginx and wrk from Debian when missing. Everything listens on 127.0.0.1.
 """
@@ -34,6 +39,8 @@ PORTS = {"haproxy": 19100, "pingora": 19101, "tether": 19102, "tether-rr": 19103
 PROXIES = ("haproxy", "pingora", "tether", "tether-rr")
 TETHER_ADMIN = 19199
 PROXY_CPU, LOAD_CPU = "0", "1"
+# The Host every request carries (--routes), or None.
+ROUTE_HOST = None
 
 
 def sh(cmd, **kw):
@@ -101,7 +108,33 @@ def key_values(items):
     return [(k.strip(), v.strip()) for k, v in (kv.split("=", 1) for kv in items)]
 
 
-def start_all(procs, tether_settings=(), tether_env=(), service_settings=()):
+def gateway_yaml(routes, backend_lines, service_extra):
+    """The sticky tether service as a gateway of `routes` routes over routes/2 hostnames."""
+    hosts = routes // 2
+    y = f"""listeners:
+  - {{name: bench, address: 127.0.0.1:{PORTS['tether']}}}
+clusters:
+  - name: bench
+    backends:
+{backend_lines}
+{service_extra}routes:
+"""
+    for h in range(1, hosts + 1):
+        y += f"""  - name: static-{h}
+    listeners: [bench]
+    hostnames: [h{h}.bench.test]
+    matches: [{{path: {{type: PathPrefix, value: /static}}}}]
+    backends: [{{cluster: bench}}]
+  - name: app-{h}
+    listeners: [bench]
+    hostnames: [h{h}.bench.test]
+    backends: [{{cluster: bench}}]
+    session_persistence: {{type: Cookie, name: _srv_id, absolute_timeout: 8h, idle_timeout: 30m}}
+"""
+    return y
+
+
+def start_all(procs, tether_settings=(), tether_env=(), service_settings=(), routes=0):
     servers = "\n".join(
         f"  server {{ listen 127.0.0.1:{p}; access_log off; location / {{ return 200 'backend {i}\\n'; }} }}"
         for i, p in enumerate(BACKEND_PORTS, 1)
@@ -158,6 +191,17 @@ backend be
     service = {"preserve_header_case": "false"}
     service.update(key_values(service_settings))
     service_extra = "".join(f"    {k}: {v}\n" for k, v in service.items())
+    sticky = f"""  - name: bench
+    listen: 127.0.0.1:{PORTS['tether']}
+    backends:
+{backend_lines}
+{service_extra}    session_persistence:
+      type: Cookie
+      name: _srv_id
+      absolute_timeout: 8h
+      idle_timeout: 30m
+"""
+    gateway = gateway_yaml(routes, backend_lines, service_extra) if routes else ""
     tether_conf = write("tether.yaml", f"""version: 1
 threads: 1
 {extra}pid_file: {WORK}/tether.pid
@@ -169,17 +213,8 @@ admin:
 session_keys:
   - id: bench
     secret_env: BENCH_SESSION_KEY
-services:
-  - name: bench
-    listen: 127.0.0.1:{PORTS['tether']}
-    backends:
-{backend_lines}
-{service_extra}    session_persistence:
-      type: Cookie
-      name: _srv_id
-      absolute_timeout: 8h
-      idle_timeout: 30m
-  - name: bench-rr
+{gateway}services:
+{"" if routes else sticky}  - name: bench-rr
     listen: 127.0.0.1:{PORTS['tether-rr']}
     backends:
 {backend_lines}
@@ -195,7 +230,8 @@ services:
 
 
 def http_get_body(port):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/")
+    headers = {"Host": ROUTE_HOST} if ROUTE_HOST else {}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/", headers=headers)
     with urllib.request.urlopen(req, timeout=5) as r:
         return r.read().decode(), r.headers
 
@@ -242,6 +278,8 @@ def wrk(port, duration, connections, cookies):
     argv = ["taskset", "-c", LOAD_CPU, "wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
     if cookies:
         argv += ["-s", wrk_script(cookies)]
+    if ROUTE_HOST:
+        argv += ["-H", f"Host: {ROUTE_HOST}"]
     argv.append(f"http://127.0.0.1:{port}/")
     out = subprocess.run(argv, capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -283,7 +321,8 @@ def memory(procs, duration):
     for name in ("haproxy", "pingora", "tether"):
         pid = pid_of(procs, name)
         idle = rss_kb(pid)
-        load = subprocess.Popen(["sh", "-c", f"ulimit -n 20000; taskset -c {LOAD_CPU} wrk -t1 -c5000 -d{duration}s --timeout 10s http://127.0.0.1:{PORTS[name]}/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        host = f"-H 'Host: {ROUTE_HOST}' " if ROUTE_HOST else ""
+        load = subprocess.Popen(["sh", "-c", f"ulimit -n 20000; taskset -c {LOAD_CPU} wrk -t1 -c5000 -d{duration}s --timeout 10s {host}http://127.0.0.1:{PORTS[name]}/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         peak = idle
         while load.poll() is None:
             peak = max(peak, rss_kb(pid))
@@ -342,8 +381,14 @@ def main():
     ap.add_argument("--service-set", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting for both of tether's services (repeatable), e.g. preserve_header_case=true")
     ap.add_argument("--memory", action="store_true", help="also measure RSS under 5,000 connections")
+    ap.add_argument("--routes", type=int, default=0, help="tether's sticky service as a gateway of this many routes (even; traffic hits the one precedence finds last)")
     ap.add_argument("--profile", choices=["sticky", "new"], help="only profile (perf record -e cpu-clock, flamegraphs) the --proxies in this mode")
     args = ap.parse_args()
+    if args.routes:
+        if args.routes < 2 or args.routes % 2:
+            sys.exit("--routes takes an even number >= 2")
+        global ROUTE_HOST
+        ROUTE_HOST = f"h{args.routes // 2}.bench.test"
     unknown = set((args.proxies or "").split(",")) - set(PROXIES) - {""}
     if unknown:
         ap.error(f"unknown proxies: {', '.join(sorted(unknown))} (known: {', '.join(PROXIES)})")
@@ -351,7 +396,7 @@ def main():
     ensure_tools()
     procs = Procs()
     try:
-        start_all(procs, args.tether_set, args.tether_env, args.service_set)
+        start_all(procs, args.tether_set, args.tether_env, args.service_set, args.routes)
         jar = cookies()
         if args.profile:
             # In the order given: the differential flamegraph goes from the first to the last.
@@ -401,7 +446,8 @@ def main():
             # A check on the load itself: sticky requests must have been routed by their token.
             with urllib.request.urlopen(f"http://127.0.0.1:{TETHER_ADMIN}/metrics", timeout=5) as r:
                 text = r.read().decode()
-            counts = {m.group(1): float(m.group(2)) for m in re.finditer(r'^tether_session_(\w+)_total\{service="bench"[^}]*\} (\S+)', text, re.M)}
+            route = f"app-{args.routes // 2}" if args.routes else "bench"
+            counts = {m.group(1): float(m.group(2)) for m in re.finditer(rf'^tether_session_(\w+)_total\{{route="{route}"[^}}]*\}} (\S+)', text, re.M)}
             print("tether sessions: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(counts.items())))
         if args.memory:
             memory(procs, max(5, args.duration))
