@@ -13,11 +13,55 @@ struct BackendState {
     name: String,
     status: AtomicU16,
     health_status: AtomicU16,
-    stopped: AtomicBool,
-    conns: Mutex<Vec<TcpStream>>,
+    accepting: Accepting,
     requests: AtomicU64,
     close_each: AtomicBool,
     drop_reused: AtomicBool,
+}
+
+/// What a test server's accept loop shares with whoever stops it.
+#[derive(Default)]
+pub struct Accepting {
+    stopped: AtomicBool,
+    /// A clone of every connection accepted: only a shutdown closes a socket that is cloned.
+    conns: Mutex<Vec<TcpStream>>,
+}
+
+impl Accepting {
+    /// Stops accepting on `addr` and closes every connection; false if it was stopped before.
+    pub fn stop(&self, addr: SocketAddr) -> bool {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        let _ = TcpStream::connect(addr); // wake the accept loop so it drops the listener
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+        true
+    }
+}
+
+/// Accepts on `listener` until stopped, keeping a clone of each connection, and serves each on
+/// its own thread.
+pub fn accept_each<S: Send + Sync + 'static>(
+    listener: TcpListener,
+    state: Arc<S>,
+    accepting: fn(&S) -> &Accepting,
+    serve: fn(TcpStream, Arc<S>),
+) {
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            if accepting(&state).stopped.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(conn) = conn else { continue };
+            if let Ok(c) = conn.try_clone() {
+                accepting(&state).conns.lock().unwrap().push(c);
+            }
+            let state = state.clone();
+            thread::spawn(move || serve(conn, state));
+        }
+    });
 }
 
 /// A small HTTP/1.1 server on `127.0.0.1`. Every response carries `x-backend: <name>`.
@@ -46,26 +90,12 @@ impl Backend {
             name: name.to_string(),
             status: AtomicU16::new(200),
             health_status: AtomicU16::new(200),
-            stopped: AtomicBool::new(false),
-            conns: Mutex::new(Vec::new()),
+            accepting: Accepting::default(),
             requests: AtomicU64::new(0),
             close_each: AtomicBool::new(false),
             drop_reused: AtomicBool::new(false),
         });
-        let st = state.clone();
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                if st.stopped.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                if let Ok(c) = conn.try_clone() {
-                    st.conns.lock().unwrap().push(c);
-                }
-                let st = st.clone();
-                thread::spawn(move || serve(conn, st));
-            }
-        });
+        accept_each(listener, state.clone(), |s| &s.accepting, serve);
         Backend { addr, state }
     }
 
@@ -102,17 +132,12 @@ impl Backend {
 
     /// Stops listening and closes every open connection: the port then refuses connections.
     pub fn stop(&self) {
-        if self.state.stopped.swap(true, Ordering::SeqCst) {
-            return;
+        if self.state.accepting.stop(self.addr) {
+            // Wait until the listener is really gone.
+            eventually(Duration::from_secs(5), "backend port closed", || {
+                TcpStream::connect(self.addr).is_err().then_some(())
+            });
         }
-        let _ = TcpStream::connect(self.addr); // wake the accept loop so it drops the listener
-        for c in self.state.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(Shutdown::Both);
-        }
-        // Wait until the listener is really gone.
-        eventually(Duration::from_secs(5), "backend port closed", || {
-            TcpStream::connect(self.addr).is_err().then_some(())
-        });
     }
 }
 
@@ -131,7 +156,7 @@ fn serve(conn: TcpStream, st: Arc<BackendState>) {
             return;
         };
         on_this_connection += 1;
-        if st.stopped.load(Ordering::SeqCst) {
+        if st.accepting.stopped.load(Ordering::SeqCst) {
             return;
         }
         if on_this_connection > 1 && st.drop_reused.load(Ordering::SeqCst) {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use super::{eventually, read_body, read_message_head};
+use super::{accept_each, eventually, read_body, read_message_head, Accepting};
 
 /// How the recording backend answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,9 +53,8 @@ impl Recorded {
 struct State {
     answer: Answer,
     requests: Mutex<Vec<Recorded>>,
-    conns: Mutex<Vec<TcpStream>>,
     next_conn: AtomicU64,
-    stopped: AtomicBool,
+    accepting: Accepting,
 }
 
 /// An HTTP/1.1 backend on `127.0.0.1` that records what it parses.
@@ -71,25 +70,10 @@ impl RecordingBackend {
         let state = Arc::new(State {
             answer,
             requests: Mutex::new(Vec::new()),
-            conns: Mutex::new(Vec::new()),
             next_conn: AtomicU64::new(1),
-            stopped: AtomicBool::new(false),
+            accepting: Accepting::default(),
         });
-        let st = state.clone();
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                if st.stopped.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                if let Ok(c) = conn.try_clone() {
-                    st.conns.lock().unwrap().push(c);
-                }
-                let id = st.next_conn.fetch_add(1, Ordering::SeqCst);
-                let st = st.clone();
-                thread::spawn(move || serve(conn, id, &st));
-            }
-        });
+        accept_each(listener, state.clone(), |s| &s.accepting, serve);
         RecordingBackend { addr, state }
     }
 
@@ -121,15 +105,12 @@ impl RecordingBackend {
 
 impl Drop for RecordingBackend {
     fn drop(&mut self) {
-        self.state.stopped.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-        for c in self.state.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(Shutdown::Both);
-        }
+        self.state.accepting.stop(self.addr);
     }
 }
 
-fn serve(conn: TcpStream, id: u64, st: &State) {
+fn serve(conn: TcpStream, st: Arc<State>) {
+    let id = st.next_conn.fetch_add(1, Ordering::SeqCst);
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut out = conn;
     loop {
@@ -141,26 +122,24 @@ fn serve(conn: TcpStream, id: u64, st: &State) {
         let target = first.next().unwrap_or("").to_string();
         let version = first.next().unwrap_or("").to_string();
         let named = format!("{method} {target}");
-        if let Answer::EarlyClose(status) = st.answer {
-            let _ = out.write_all(
-                format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        let early = match st.answer {
+            Answer::EarlyClose(status) => Some(status),
+            _ => None,
+        };
+        let body = match early {
+            Some(status) => {
+                let _ = out.write_all(
+                    format!(
+                        "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
                     .as_bytes(),
-            );
-            st.requests.lock().unwrap().push(Recorded {
-                conn: id,
-                method,
-                target,
-                version,
-                headers: head.headers,
-                body: Vec::new(),
-            });
-            // Let the response reach the proxy before the close.
-            thread::sleep(Duration::from_millis(50));
-            let _ = out.shutdown(Shutdown::Both);
-            return;
-        }
-        let Some(body) = read_body(&mut reader, &head.headers, true) else {
-            return;
+                );
+                Vec::new()
+            }
+            None => match read_body(&mut reader, &head.headers, true) {
+                Some(body) => body,
+                None => return,
+            },
         };
         st.requests.lock().unwrap().push(Recorded {
             conn: id,
@@ -170,6 +149,12 @@ fn serve(conn: TcpStream, id: u64, st: &State) {
             headers: head.headers,
             body,
         });
+        if early.is_some() {
+            // Let the response reach the proxy before the close.
+            thread::sleep(Duration::from_millis(50));
+            let _ = out.shutdown(Shutdown::Both);
+            return;
+        }
         let response = match st.answer {
             Answer::Chunked => format!(
                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{named}\r\n0\r\n\r\n",
