@@ -10,6 +10,7 @@ mod health;
 mod select;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -81,7 +82,7 @@ pub struct BackendSet {
     /// Indexes of `active` backends, each repeated by weight, smoothly interleaved.
     schedule: Vec<usize>,
     /// Per ring key: backend tag to index.
-    by_tag: Vec<HashMap<BackendTag, usize>>,
+    by_tag: Vec<TagMap>,
 }
 
 /// A cluster of backends.
@@ -140,7 +141,7 @@ impl Cluster {
     /// The backend with this token tag under ring key `key_index`, if the cluster has it now.
     pub fn find(&self, key_index: usize, tag: &BackendTag) -> Option<Arc<Backend>> {
         let set = self.set.load();
-        let idx = *set.by_tag.get(key_index)?.get(tag)?;
+        let idx = *set.by_tag.get(key_index)?.get(&u64::from_le_bytes(*tag))?;
         Some(set.backends[idx].clone())
     }
 
@@ -179,7 +180,7 @@ impl BackendSet {
                 backends
                     .iter()
                     .enumerate()
-                    .map(|(i, b)| (b.tags[k], i))
+                    .map(|(i, b)| (u64::from_le_bytes(b.tags[k]), i))
                     .collect()
             })
             .collect();
@@ -188,6 +189,31 @@ impl BackendSet {
             backends,
             by_tag,
         }
+    }
+}
+
+/// Backend tags (as `u64`) to backend indexes. The tags are keyed hashes already, and only a
+/// token that authenticated is looked up, so they need no hashing again.
+type TagMap = HashMap<u64, usize, BuildHasherDefault<TagHasher>>;
+
+/// The identity hash of a tag.
+#[derive(Default)]
+struct TagHasher(u64);
+
+impl Hasher for TagHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used for a `u64` key; fold anything else all the same.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
     }
 }
 

@@ -19,7 +19,7 @@
 //! - the backend's `Keep-Alive` response field is not passed on.
 
 use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING, UPGRADE};
-use http::{HeaderValue, Version};
+use http::{HeaderName, HeaderValue, Version};
 use pingora_http::authority::{raw_target_authority, RawTargetAuthority};
 use pingora_http::{RequestHeader, ResponseHeader};
 
@@ -134,6 +134,10 @@ fn valid_target(target: &[u8]) -> bool {
 /// Whether a path has a `.` or `..` segment, plain or percent-encoded (`%2e`): routes match the
 /// path as sent, and a backend that resolves dot segments would read it as another path.
 pub fn has_dot_segment(path: &str) -> bool {
+    // Most paths have no `.` and no `%` at all.
+    if memchr::memchr2(b'.', b'%', path.as_bytes()).is_none() {
+        return false;
+    }
     path.split('/').any(|segment| {
         let mut rest = segment.as_bytes();
         let mut dots = 0;
@@ -170,7 +174,11 @@ fn valid_authority(host: &[u8]) -> bool {
 /// Removes the backend's `Keep-Alive` (a hop-by-hop field, RFC 9110 7.6.1): how long the
 /// client's connection stays open is tether's `keepalive_timeout`, not the backend's.
 pub fn strip_hop_by_hop(resp: &mut ResponseHeader) {
-    resp.remove_header("keep-alive");
+    // A name made once: from a `&str` it would be parsed on every response.
+    static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+    if resp.headers.contains_key(&KEEP_ALIVE) {
+        resp.remove_header(&KEEP_ALIVE);
+    }
 }
 
 /// Makes a response readable by an HTTP/1.0 client: no chunked coding (the body is then
