@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+scripts/test-deps.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

@@ -19,4 +19,5 @@ pub mod proxy;
 pub mod routing;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod token;

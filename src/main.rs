@@ -43,6 +43,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    for warning in &config.warnings {
+        eprintln!("tether: warning: {}:{warning}", cli.conf);
+    }
     if cli.test {
         println!("tether: configuration file {} is valid", cli.conf);
         return ExitCode::SUCCESS;

@@ -43,6 +43,10 @@ pub struct Metrics {
     pub backend_draining: IntGaugeVec,
     /// `tether_backend_ejected{cluster,backend}`.
     pub backend_ejected: IntGaugeVec,
+    /// `tether_tls_handshakes_total{listener,version}`.
+    pub tls_handshakes: IntCounterVec,
+    /// `tether_tls_certificate_expiry_timestamp_seconds{listener,certificate}`.
+    pub tls_certificate_expiry: IntGaugeVec,
 }
 
 /// The per-request metrics of one route, resolved once so the request path skips label hashing
@@ -124,11 +128,13 @@ impl Metrics {
                 registry.register(Box::new(c.clone()))?;
                 Ok(c)
             };
-        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGaugeVec> {
-            let g = IntGaugeVec::new(Opts::new(name, help), &["cluster", "backend"])?;
-            registry.register(Box::new(g.clone()))?;
-            Ok(g)
-        };
+        let gauge_of =
+            |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntGaugeVec> {
+                let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(g.clone()))?;
+                Ok(g)
+            };
+        let gauge = |name: &str, help: &str| gauge_of(name, help, &["cluster", "backend"]);
         let duration = HistogramVec::new(
             HistogramOpts::new(
                 "tether_request_duration_seconds",
@@ -186,6 +192,16 @@ impl Metrics {
             backend_ejected: gauge(
                 "tether_backend_ejected",
                 "1 when outlier detection has ejected the backend",
+            )?,
+            tls_handshakes: counter(
+                "tether_tls_handshakes_total",
+                "Completed TLS handshakes, by listener and protocol version",
+                &["listener", "version"],
+            )?,
+            tls_certificate_expiry: gauge_of(
+                "tether_tls_certificate_expiry_timestamp_seconds",
+                "notAfter of each loaded certificate, in Unix seconds",
+                &["listener", "certificate"],
             )?,
             registry,
         })

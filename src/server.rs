@@ -1,9 +1,11 @@
 //! Assembles the Pingora server from a validated [`Config`]: per cluster a health background
 //! service, per listener a proxy service (which waits for its clusters' first discovery), the
-//! admin listener and the log flusher.
+//! certificate watcher of the TLS listeners, the admin listener and the log flusher.
 
 use std::sync::Arc;
 
+use pingora_core::apps::HttpServerOptions;
+use pingora_core::protocols::http::v2::server::default_h2_options;
 use pingora_core::server::configuration::Opt;
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
@@ -11,12 +13,13 @@ use pingora_core::services::listening::Service;
 use pingora_proxy::HttpProxy;
 
 use crate::admin::Admin;
-use crate::config::Config;
+use crate::config::{Config, Limits, ListenerConfig};
 use crate::downstream::Guarded;
 use crate::gateway::Gateway;
 use crate::logging::Flusher;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+use crate::tls::{CertWatcher, TlsListener};
 use crate::token::KeyRing;
 
 /// How the process was started (Pingora's flags).
@@ -30,6 +33,9 @@ pub struct StartMode {
 
 /// Builds the bootstrapped server, ready for `run_forever`.
 pub fn build(config: Config, mode: StartMode) -> Result<Server, Box<dyn std::error::Error>> {
+    for warning in &config.warnings {
+        log::warn!("{}:{warning}", config.path.display());
+    }
     let opt = Opt {
         upgrade: mode.upgrade,
         daemon: mode.daemon,
@@ -45,22 +51,34 @@ pub fn build(config: Config, mode: StartMode) -> Result<Server, Box<dyn std::err
         .into_iter()
         .map(|service| server.add_service(service))
         .collect();
+    let mut watched = Vec::new();
     for (idx, listener) in gateway.listeners.iter().enumerate() {
         let mut app = HttpProxy::new(
             Proxy::new(gateway.clone(), idx, config.limits),
             server.configuration.clone(),
         );
         app.handle_init_modules();
-        let mut proxy = Service::new(
-            format!("listener {}", listener.name),
-            Guarded::new(app, &[listener.address], config.limits),
-        );
+        http2_options(&mut app, listener, &config.limits);
+        let mut guarded =
+            Guarded::new(app, config.limits).with_h2c(listener.tls.is_none() && listener.http2);
+        if let Some(tls) = &listener.tls {
+            let tls = Arc::new(TlsListener::new(listener, tls, &metrics)?);
+            watched.push(tls.clone());
+            guarded = guarded.with_tls(tls);
+        }
+        let mut proxy = Service::new(format!("listener {}", listener.name), guarded);
         proxy.add_tcp(&listener.address.to_string());
         // No traffic before the backends are known, or every request would get 503.
         let handle = server.add_service(proxy);
         for cluster in gateway.clusters_of(idx) {
             handle.add_dependency(&health[cluster]);
         }
+    }
+    if !watched.is_empty() {
+        server.add_service(background_service(
+            "certificate watcher",
+            CertWatcher::new(watched),
+        ));
     }
     server.add_service(background_service("log flusher", Flusher));
     if let Some(admin) = &config.admin {
@@ -70,6 +88,19 @@ pub fn build(config: Config, mode: StartMode) -> Result<Server, Box<dyn std::err
         server.add_service(service);
     }
     Ok(server)
+}
+
+/// HTTP/2 on a listener: h2c when asked for on a plain one (ALPN decides on TLS), Pingora's
+/// bounded defaults (100 streams, and the header list capped at the configured header size),
+/// and idle connections closed after the keep-alive timeout.
+fn http2_options(app: &mut HttpProxy<Proxy>, listener: &ListenerConfig, limits: &Limits) {
+    let mut options = HttpServerOptions::default();
+    options.h2c = listener.tls.is_none() && listener.http2;
+    options.h2_idle_timeout = Some(limits.keepalive_timeout);
+    app.server_options = Some(options);
+    let mut h2 = default_h2_options();
+    h2.max_header_list_size(u32::try_from(limits.max_request_header_bytes).unwrap_or(u32::MAX));
+    app.h2_options = Some(h2);
 }
 
 /// The key ring of `session_keys`, or a random key (with a warning) when none are configured.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora_core::services::background::{background_service, GenBackgroundService};
+use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::RequestHeader;
 use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
@@ -21,10 +22,11 @@ use crate::config::{ClusterConfig, HealthCheckKind};
 pub type HealthService = GenBackgroundService<LoadBalancer<RoundRobin>>;
 
 /// The background service probing `config`'s backends, setting the flags in `health` (one per
-/// backend address).
+/// backend address); HTTP probes reach each backend as requests do (`peers`: TLS, HTTP version).
 pub(super) fn service(
     config: &ClusterConfig,
     health: HashMap<SocketAddr, Arc<AtomicBool>>,
+    peers: &HashMap<SocketAddr, HttpPeer>,
 ) -> Result<HealthService> {
     let set: BTreeSet<Backend> = config
         .backends
@@ -39,7 +41,7 @@ pub(super) fn service(
     match &config.health_check.kind {
         HealthCheckKind::None => lb.health_check_frequency = None,
         _ => {
-            lb.set_health_check(Box::new(Probe::new(config, health)?));
+            lb.set_health_check(Box::new(Probe::new(config, health, peers)?));
             lb.health_check_frequency = Some(config.health_check.interval);
         }
     }
@@ -64,7 +66,11 @@ enum ProbeKind {
 }
 
 impl Probe {
-    fn new(config: &ClusterConfig, health: HashMap<SocketAddr, Arc<AtomicBool>>) -> Result<Probe> {
+    fn new(
+        config: &ClusterConfig,
+        health: HashMap<SocketAddr, Arc<AtomicBool>>,
+        peers: &HashMap<SocketAddr, HttpPeer>,
+    ) -> Result<Probe> {
         let hc = &config.health_check;
         let kind = match &hc.kind {
             HealthCheckKind::Http {
@@ -76,6 +82,9 @@ impl Probe {
                 for b in &config.backends {
                     let host = host.as_deref().unwrap_or(&b.address);
                     let mut check = HttpHealthCheck::new(host, false);
+                    if let Some(peer) = peers.get(&b.socket_addr) {
+                        check.peer_template = peer.clone();
+                    }
                     let mut req = RequestHeader::build("GET", path.as_bytes(), None)?;
                     req.append_header("Host", host)?;
                     req.append_header("User-Agent", "tether-health-check")?;

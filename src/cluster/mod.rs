@@ -17,11 +17,12 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::Result;
+use pingora_error::{Error, ErrorType, Result};
 use prometheus::IntCounter;
 
-use crate::config::{BackendState, ClusterConfig};
+use crate::config::{BackendConfig, BackendState, ClusterConfig, UpstreamProtocol};
 use crate::metrics::Metrics;
+use crate::tls::{upstream_roots, UpstreamRoots};
 use crate::token::{BackendTag, KeyRing};
 
 pub use health::HealthService;
@@ -101,7 +102,14 @@ impl Cluster {
         ring: &KeyRing,
         metrics: &Metrics,
     ) -> Result<(Arc<Cluster>, HealthService)> {
+        let roots = match config.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
+            Some(path) => Some(
+                upstream_roots(path).map_err(|e| Error::explain(ErrorType::InternalError, e))?,
+            ),
+            None => None,
+        };
         let mut health_of = HashMap::new();
+        let mut peers = HashMap::new();
         let backends: Vec<Arc<Backend>> = config
             .backends
             .iter()
@@ -110,6 +118,8 @@ impl Cluster {
                 // Healthy until a probe says otherwise, as Pingora starts each backend.
                 let health = Arc::new(AtomicBool::new(true));
                 health_of.insert(b.socket_addr, health.clone());
+                let peer = peer_template(config, b, roots.as_ref());
+                peers.insert(b.socket_addr, peer.clone());
                 Arc::new(Backend {
                     id: b.id.clone(),
                     address: b.address.clone(),
@@ -117,14 +127,14 @@ impl Cluster {
                     weight: b.weight,
                     state: b.state,
                     slot,
-                    peer: peer_template(config, b.socket_addr),
+                    peer,
                     health,
                     tags: ring.backend_tags(&config.name, &b.id),
                     sessions_routed: metrics.backend_sessions_routed(&config.name, &b.id),
                 })
             })
             .collect();
-        let service = health::service(config, health_of)?;
+        let service = health::service(config, health_of, &peers)?;
         let cluster = Cluster {
             config: config.clone(),
             set: ArcSwap::from_pointee(BackendSet::new(backends, ring.len())),
@@ -192,6 +202,17 @@ impl BackendSet {
     }
 }
 
+/// Concurrent requests on one HTTP/2 connection to a backend.
+const H2_STREAMS_PER_CONNECTION: usize = 100;
+
+/// The host part of `host:port` (an IPv6 literal without its brackets): the default TLS name.
+fn host_of(address: &str) -> String {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
+}
+
 /// Backend tags (as `u64`) to backend indexes. The tags are keyed hashes already, and only a
 /// token that authenticated is looked up, so they need no hashing again.
 type TagMap = HashMap<u64, usize, BuildHasherDefault<TagHasher>>;
@@ -217,8 +238,31 @@ impl Hasher for TagHasher {
     }
 }
 
-fn peer_template(config: &ClusterConfig, addr: SocketAddr) -> HttpPeer {
-    let mut peer = HttpPeer::new(addr, false, String::new());
+/// How the backends of a cluster are reached: address, TLS (name, verification, roots), HTTP
+/// version and timeouts.
+fn peer_template(
+    config: &ClusterConfig,
+    backend: &BackendConfig,
+    roots: Option<&Arc<UpstreamRoots>>,
+) -> HttpPeer {
+    let tls = config.tls.as_ref();
+    let sni = tls.map_or_else(String::new, |t| {
+        t.sni.clone().unwrap_or_else(|| host_of(&backend.address))
+    });
+    let mut peer = HttpPeer::new(backend.socket_addr, tls.is_some(), sni);
+    if let Some(tls) = tls {
+        peer.options.verify_cert = tls.verify;
+        peer.options.verify_hostname = tls.verify;
+        peer.options.ca = roots.cloned();
+    }
+    match config.protocol {
+        UpstreamProtocol::Http1 => peer.options.set_http_version(1, 1),
+        UpstreamProtocol::H2 | UpstreamProtocol::H2c => {
+            peer.options.set_http_version(2, 2);
+            // Requests share connections as streams (Pingora's default is one per connection).
+            peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+        }
+    }
     let t = &config.timeouts;
     peer.options.connection_timeout = Some(t.connect);
     peer.options.total_connection_timeout = Some(t.connect);

@@ -2,9 +2,11 @@
 //! policy. Routes send requests to clusters; a `services` entry makes one cluster.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
 use std::time::Duration;
 
 use super::decode::{Field, Fields, Res};
+use super::tls::{upstream, UpstreamProtocol, UpstreamTls};
 use super::yaml::NodeKind;
 
 /// Largest accepted backend weight: weights expand into a selection schedule.
@@ -25,6 +27,10 @@ pub struct ClusterConfig {
     /// default). `false` sends them as HTTP/2 would, lowercase (a few standard ones
     /// title-cased), which saves Pingora a second header map per request.
     pub preserve_header_case: bool,
+    /// How tether talks to the backends.
+    pub protocol: UpstreamProtocol,
+    /// TLS to the backends, when set.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// One backend of a cluster.
@@ -147,10 +153,11 @@ pub(crate) fn name(f: &Fields<'_>, what: &str) -> Res<String> {
 }
 
 /// Decodes one `clusters[i]`.
-pub(crate) fn cluster(field: &Field<'_>) -> Res<ClusterConfig> {
+pub(crate) fn cluster(field: &Field<'_>, base: &Path) -> Res<ClusterConfig> {
     let f = field.map()?;
     let name = name(&f, "cluster")?;
-    let cluster = cluster_body(&f, name)?;
+    let mut cluster = cluster_body(&f, name)?;
+    (cluster.protocol, cluster.tls) = upstream(&f, base)?;
     f.finish()?;
     Ok(cluster)
 }
@@ -195,6 +202,8 @@ pub(crate) fn cluster_body(f: &Fields<'_>, name: String) -> Res<ClusterConfig> {
             .map(|b| b.boolean())
             .transpose()?
             .unwrap_or(true),
+        protocol: UpstreamProtocol::Http1,
+        tls: None,
     })
 }
 

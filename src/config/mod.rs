@@ -12,6 +12,7 @@ mod listener;
 mod route;
 mod service;
 mod session;
+mod tls;
 pub mod yaml;
 
 use std::fmt;
@@ -33,6 +34,9 @@ pub use route::{
 };
 pub use session::{
     is_token, CookieConfig, LifetimeType, SameSite, Secure, SessionConfig, SessionKind,
+};
+pub use tls::{
+    expiry_warning, ListenerTls, TlsVersion, UpstreamProtocol, UpstreamTls, EXPIRY_WARNING_DAYS,
 };
 
 /// Smallest accepted session key, in bytes.
@@ -110,6 +114,9 @@ pub struct Config {
     pub clusters: Vec<ClusterConfig>,
     /// The routes, in the order of the file (`services` entries count where they are written).
     pub routes: Vec<RouteConfig>,
+    /// What is valid but should be looked at (certificates about to expire), as
+    /// `line: key path: message`; printed by `-t` and logged at start.
+    pub warnings: Vec<String>,
 }
 
 /// `limits:` section: what clients may send, and for how long.
@@ -209,15 +216,16 @@ impl Config {
             None => Vec::new(),
         };
         let mut parts = checks::Parts::default();
+        let mut warnings = Vec::new();
         if let Some(list) = top.opt("listeners") {
             for item in list.list()? {
-                let listener = listener::listener(&item)?;
+                let listener = listener::listener(&item, base, &mut warnings)?;
                 parts.add_listener(listener, &item)?;
             }
         }
         if let Some(list) = top.opt("clusters") {
             for item in list.list()? {
-                let cluster = cluster::cluster(&item)?;
+                let cluster = cluster::cluster(&item, base)?;
                 parts.add_cluster(cluster, &item)?;
             }
         }
@@ -264,6 +272,7 @@ impl Config {
             listeners,
             clusters,
             routes,
+            warnings,
         })
     }
 }
@@ -417,3 +426,5 @@ fn trim_secret(mut bytes: Vec<u8>) -> Vec<u8> {
 mod gateway_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

@@ -31,15 +31,12 @@ pub(crate) fn service<'a>(field: &Field<'a>) -> Res<Service<'a>> {
     }
     let mut listeners = Vec::new();
     for (i, item) in listen_items.into_iter().enumerate() {
-        let listener = ListenerConfig {
-            name: if i == 0 {
-                name.clone()
-            } else {
-                format!("{name}-{}", i + 1)
-            },
-            address: super::socket_addr(&item)?,
-            long_form: false,
+        let listener_name = if i == 0 {
+            name.clone()
+        } else {
+            format!("{name}-{}", i + 1)
         };
+        let listener = ListenerConfig::plain(listener_name, super::socket_addr(&item)?, false);
         listeners.push((listener, item));
     }
     let cluster = cluster_body(&f, name)?;

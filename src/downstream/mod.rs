@@ -14,59 +14,79 @@
 //! per request by the proxy) ──> first byte ──request_header_timeout──> end of header section
 //! ```
 //!
+//! On a TLS listener the handshake comes first, within `request_header_timeout`. An HTTP/2
+//! connection (ALPN `h2`, or the h2c preface on a plain listener with `http2: true`) must send
+//! its preface within the same deadline; from then on HTTP/2 frames its own requests and the
+//! guard passes its bytes through (Pingora's HTTP/2 limits and idle timeout apply).
+//!
 //! Over `max_connections`, a new connection gets a 503 and is closed.
 
 mod framing;
 mod stream;
 
 pub use framing::{Framing, FramingError, Scanned, Tracker};
-pub use stream::GuardedStream;
+pub use stream::{GuardedStream, Preface};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora_core::apps::ServerApp;
-use pingora_core::protocols::Stream;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use tokio::io::AsyncWriteExt;
 
 use crate::config::Limits;
+use crate::tls::TlsListener;
 
-/// A service's app with the connection limits applied.
+/// A listener's app with the connection limits applied, behind TLS when the listener has it.
 pub struct Guarded<A> {
     inner: Arc<A>,
     limits: Limits,
-    /// Open connections per listen address of the service.
-    listeners: Vec<(std::net::SocketAddr, Arc<AtomicUsize>)>,
+    /// Open connections of the listener.
+    open: Arc<AtomicUsize>,
+    /// The listener's TLS, if it has any.
+    tls: Option<Arc<TlsListener>>,
+    /// Whether a plain connection may open with the HTTP/2 preface (h2c).
+    h2c: bool,
 }
 
 impl<A> Guarded<A> {
-    /// Wraps `inner`, listening on `listen`, with `limits`.
-    pub fn new(inner: A, listen: &[std::net::SocketAddr], limits: Limits) -> Self {
+    /// Wraps `inner` with `limits`, for a plain HTTP/1.1 listener.
+    pub fn new(inner: A, limits: Limits) -> Self {
         Guarded {
             inner: Arc::new(inner),
             limits,
-            listeners: listen
-                .iter()
-                .map(|a| (*a, Arc::new(AtomicUsize::new(0))))
-                .collect(),
+            open: Arc::new(AtomicUsize::new(0)),
+            tls: None,
+            h2c: false,
         }
     }
 
-    /// The counter of the listener a connection arrived on: its local address, or its port
-    /// for a wildcard listener (which sees the concrete address).
-    fn counter(&self, local: Option<std::net::SocketAddr>) -> &Arc<AtomicUsize> {
-        let found = local.and_then(|local| {
-            self.listeners.iter().find(|(l, _)| {
-                *l == local
-                    || (l.ip().is_unspecified()
-                        && l.port() == local.port()
-                        && l.is_ipv4() == local.is_ipv4())
-            })
-        });
-        // A service has at least one listener (config validation).
-        &found.unwrap_or(&self.listeners[0]).1
+    /// Terminates TLS with `tls` before anything else.
+    pub fn with_tls(mut self, tls: Arc<TlsListener>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Accepts HTTP/2 with prior knowledge on plain connections.
+    pub fn with_h2c(mut self, h2c: bool) -> Self {
+        self.h2c = h2c;
+        self
+    }
+
+    /// The TLS handshake, for a TLS listener; the stream as it came otherwise.
+    async fn secure(&self, raw: Stream) -> Option<Stream> {
+        let Some(tls) = &self.tls else {
+            return Some(raw);
+        };
+        // Pingora hands its listener's plain TCP stream over, boxed.
+        let l4 = raw.into_any().downcast::<L4Stream>().ok()?;
+        let secured = tls
+            .handshake(*l4, self.limits.request_header_timeout)
+            .await?;
+        Some(Box::new(secured))
     }
 }
 
@@ -75,27 +95,39 @@ const OVERLOADED: &[u8] =
 
 #[async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
-    /// Serves a connection. Pingora's HTTP app serves the requests of a kept-alive connection in
-    /// its own loop; should an app hand the connection back, its next request is served here, as
-    /// Pingora's listener loop would, still guarded.
+    /// Serves a connection: TLS first when the listener has it, then HTTP/1.1 through the
+    /// guard, or HTTP/2 (chosen by ALPN, or by the h2c preface) once its preface has arrived in
+    /// time. Pingora's HTTP app serves the requests of a kept-alive connection in its own loop;
+    /// should an app hand the connection back, its next request is served here, as Pingora's
+    /// listener loop would, still guarded.
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let mut raw = stream;
-        let local = raw
-            .get_socket_digest()
-            .and_then(|d| d.local_addr().and_then(|a| a.as_inet().copied()));
-        let counter = self.counter(local);
-        let open = counter.fetch_add(1, Ordering::AcqRel) + 1;
-        let slot = ConnectionSlot(counter.clone());
+        let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+        let slot = ConnectionSlot(self.open.clone());
+        let mut stream = self.secure(stream).await?;
+        let alpn_h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
         if open > self.limits.max_connections {
-            let _ = raw.write_all(OVERLOADED).await;
-            let _ = raw.flush().await;
+            // An HTTP/2 client could not read an HTTP/1.1 answer: it only sees the close.
+            if !alpn_h2 {
+                let _ = stream.write_all(OVERLOADED).await;
+                let _ = stream.flush().await;
+            }
             return None;
         }
-        let mut stream: Stream = Box::new(GuardedStream::new(raw, &self.limits, slot));
+        let mut guarded = GuardedStream::new(stream, &self.limits, slot);
+        if alpn_h2 || self.h2c {
+            match guarded.read_preface().await {
+                Preface::Http2 => guarded.pass_through(),
+                // ALPN promised HTTP/2: anything else is not a client of ours.
+                Preface::Other if alpn_h2 => return None,
+                Preface::Other => {}
+                Preface::Closed => return None,
+            }
+        }
+        let mut stream: Stream = Box::new(guarded);
         while let Some(kept_alive) = self.inner.process_new(stream, shutdown).await {
             stream = kept_alive;
         }

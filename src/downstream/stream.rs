@@ -16,7 +16,7 @@ use pingora_core::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::framing::{Framing, Tracker};
@@ -55,6 +55,20 @@ pub struct GuardedStream {
     /// The last valid session token this connection presented.
     token_memo: TokenMemo,
     _slot: ConnectionSlot,
+}
+
+/// The first bytes of every HTTP/2 connection (RFC 9113 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How a connection that may speak HTTP/2 began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preface {
+    /// With the HTTP/2 preface.
+    Http2,
+    /// With something else (HTTP/1 for the parser to judge).
+    Other,
+    /// Closed, failed or out of time before it could tell.
+    Closed,
 }
 
 /// `told` values: a length below [`TOLD_CHUNKED`], or one of these.
@@ -145,6 +159,41 @@ impl GuardedStream {
             self.deadline = None;
         }
         Ok(())
+    }
+
+    /// Reads the start of the connection (within the header deadline) to tell HTTP/2's
+    /// preface from anything else; what was read is delivered first by later reads.
+    pub async fn read_preface(&mut self) -> Preface {
+        let deadline = self
+            .deadline
+            .unwrap_or_else(|| Instant::now() + self.header_timeout);
+        let read = async {
+            let mut buf = [0u8; H2_PREFACE.len()];
+            while self.held.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&self.held) {
+                let want = H2_PREFACE.len() - self.held.len();
+                match self.inner.read(&mut buf[..want]).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => self.held.extend_from_slice(&buf[..n]),
+                }
+            }
+            true
+        };
+        match tokio::time::timeout_at(deadline, read).await {
+            Ok(true) if self.held[..] == *H2_PREFACE => Preface::Http2,
+            Ok(true) => Preface::Other,
+            // What came before the end may be an HTTP/1 request the parser should answer.
+            Ok(false) if !self.held.is_empty() && !H2_PREFACE.starts_with(&self.held) => {
+                Preface::Other
+            }
+            _ => Preface::Closed,
+        }
+    }
+
+    /// From now on every byte passes unchecked and without deadline: HTTP/2 frames its own
+    /// requests.
+    pub fn pass_through(&mut self) {
+        self.framing.set_framing(Framing::PassThrough);
+        self.deadline = None;
     }
 
     fn timed_out() -> std::io::Error {

@@ -38,10 +38,12 @@ impl Proxy {
                 Some(addr) => addr,
                 None => &"-",
             };
+            // HTTP/2 carries the host in `:authority`, often without a `Host` field.
             let host = req
                 .headers
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri.authority().map(|a| a.as_str()))
                 .unwrap_or("-");
             let (cluster, backend) = match (&ctx.backend, route) {
                 (Some(c), Some(r)) => (
@@ -52,15 +54,27 @@ impl Proxy {
             };
             info!(
                 target: "tether::access",
-                "{client} \"{} {}\" {status} host={host} route={} cluster={cluster} backend={backend} session={} protocol={:?} duration={}ms",
+                "{client} \"{} {}\" {status} host={host} route={} cluster={cluster} backend={backend} session={} protocol={} tls={} duration={}ms",
                 req.method,
                 req.uri.path(),
                 route.map_or(NONE, |r| r.config.name.as_str()),
                 ctx.outcome.as_str(),
-                req.version,
+                protocol_name(req.version),
+                self.tls,
                 Millis(elapsed)
             );
         }
+    }
+}
+
+/// The protocol as the access log names it.
+pub(super) fn protocol_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
     }
 }
 

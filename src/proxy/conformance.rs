@@ -171,6 +171,28 @@ fn valid_authority(host: &[u8]) -> bool {
         .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
 }
 
+/// Checks an HTTP/2 request (whose framing and connection-specific fields the HTTP/2 layer has
+/// checked): no dot segments in the path, and a `Host`, when sent, that is one valid authority
+/// naming what `:authority` names (RFC 9113 8.3.1).
+pub fn check_http2_request(req: &RequestHeader) -> Result<(), Refusal> {
+    if has_dot_segment(req.uri.path()) {
+        return Err(Refusal::Target);
+    }
+    let mut hosts = req.headers.get_all(HOST).iter();
+    if let Some(host) = hosts.next() {
+        let host = host.as_bytes();
+        if hosts.next().is_some() || !valid_authority(host) {
+            return Err(Refusal::Host);
+        }
+        if let Some(authority) = req.uri.authority() {
+            if !authority.as_str().as_bytes().eq_ignore_ascii_case(host) {
+                return Err(Refusal::Host);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Removes the backend's `Keep-Alive` (a hop-by-hop field, RFC 9110 7.6.1): how long the
 /// client's connection stays open is tether's `keepalive_timeout`, not the backend's.
 pub fn strip_hop_by_hop(resp: &mut ResponseHeader) {

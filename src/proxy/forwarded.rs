@@ -3,10 +3,27 @@
 
 use std::net::SocketAddr;
 
+use http::header::COOKIE;
 use http::{HeaderName, HeaderValue};
 use pingora_error::Result;
 use pingora_http::authority::raw_target_authority;
 use pingora_http::RequestHeader;
+
+/// Joins the `Cookie` fields of a request into one line, `; ` between them (RFC 9113 8.2.3:
+/// what an HTTP/2 client may split must be one line for HTTP/1.1).
+pub fn join_cookie_fields(req: &mut RequestHeader) -> Result<()> {
+    let mut fields = req.headers.get_all(COOKIE).iter();
+    let (Some(first), Some(_)) = (fields.next(), fields.next()) else {
+        return Ok(());
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for field in req.headers.get_all(COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(field.as_bytes());
+    }
+    req.insert_header(COOKIE, joined)?;
+    Ok(())
+}
 
 /// Forgets the case the client wrote header names in, so that Pingora keeps one header map
 /// instead of two (names go out lowercase, a few standard ones title-cased, as HTTP/2 would
@@ -40,12 +57,14 @@ fn forwarded_for(req: &RequestHeader, client: &[u8]) -> Vec<u8> {
 }
 
 /// Adds `X-Forwarded-For` (`client` after any value the client sent), `X-Forwarded-Proto`
-/// and `X-Forwarded-Host` (the `Host` the client sent, or its target's authority), and a `Host`
-/// for a request that had none (HTTP/1.0): the address of the listener it came to.
+/// (`https` when the request came over TLS) and `X-Forwarded-Host` (the `Host` the client sent,
+/// or its target's authority), and a `Host` for a request that had none (HTTP/1.0): the address
+/// of the listener it came to.
 pub fn add_forwarded(
     req: &mut RequestHeader,
     client: Option<HeaderValue>,
     listener: Option<SocketAddr>,
+    tls: bool,
 ) -> Result<()> {
     if let Some(client) = client {
         if req.headers.contains_key(&X_FORWARDED_FOR) {
@@ -55,7 +74,8 @@ pub fn add_forwarded(
             req.insert_header("X-Forwarded-For", client)?;
         }
     }
-    req.insert_header("X-Forwarded-Proto", HeaderValue::from_static("http"))?;
+    let proto = if tls { "https" } else { "http" };
+    req.insert_header("X-Forwarded-Proto", HeaderValue::from_static(proto))?;
     // A clone of the Host value shares its bytes.
     let host = req.headers.get(http::header::HOST).cloned().or_else(|| {
         let authority = match req.uri.authority() {
@@ -148,25 +168,52 @@ mod tests {
         let listener: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.set_version(http::Version::HTTP_10);
-        add_forwarded(&mut req, None, Some(listener)).unwrap();
+        add_forwarded(&mut req, None, Some(listener), false).unwrap();
         assert_eq!(req.headers["host"], "127.0.0.1:8080");
         assert!(req.headers.get("x-forwarded-host").is_none());
 
         let v6: SocketAddr = "[::1]:80".parse().unwrap();
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        add_forwarded(&mut req, None, Some(v6)).unwrap();
+        add_forwarded(&mut req, None, Some(v6), false).unwrap();
         assert_eq!(req.headers["host"], "[::1]:80");
 
         // The client's Host, and an absolute-form target's authority, are kept.
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.append_header("Host", "shop.test").unwrap();
-        add_forwarded(&mut req, None, Some(listener)).unwrap();
+        add_forwarded(&mut req, None, Some(listener), false).unwrap();
         assert_eq!(req.headers["host"], "shop.test");
         assert_eq!(req.headers["x-forwarded-host"], "shop.test");
         let mut req = RequestHeader::build("GET", b"http://abs.test/p", None).unwrap();
-        add_forwarded(&mut req, None, Some(listener)).unwrap();
+        add_forwarded(&mut req, None, Some(listener), false).unwrap();
         // (Pingora sets Host from the target afterwards.)
         assert!(req.headers.get("host").is_none());
         assert_eq!(req.headers["x-forwarded-host"], "abs.test");
+    }
+
+    #[test]
+    fn the_protocol_follows_tls_and_replaces_the_clients() {
+        for (tls, proto) in [(false, "http"), (true, "https")] {
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+            req.append_header("X-Forwarded-Proto", "gopher").unwrap();
+            add_forwarded(&mut req, None, None, tls).unwrap();
+            let values: Vec<_> = req.headers.get_all("x-forwarded-proto").iter().collect();
+            assert_eq!(values, [proto]);
+        }
+    }
+
+    #[test]
+    fn cookie_fields_become_one_line() {
+        let joined = |fields: &[&str]| {
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+            for f in fields {
+                req.append_header("cookie", *f).unwrap();
+            }
+            join_cookie_fields(&mut req).unwrap();
+            let lines: Vec<_> = req.headers.get_all("cookie").iter().cloned().collect();
+            lines
+        };
+        assert_eq!(joined(&["a=1", "b=2", "c=3"]), ["a=1; b=2; c=3"]);
+        assert_eq!(joined(&["a=1; b=2"]), ["a=1; b=2"]);
+        assert!(joined(&[]).is_empty());
     }
 }

@@ -20,6 +20,7 @@
 mod access;
 mod conformance;
 mod forwarded;
+mod redirect;
 mod select;
 
 use std::sync::Arc;
@@ -39,9 +40,11 @@ use crate::session::Outcome;
 use crate::token::Session as Token;
 
 pub use conformance::{
-    adapt_response_for_http10, has_dot_segment, normalize_request, strip_hop_by_hop, Refusal,
+    adapt_response_for_http10, check_http2_request, has_dot_segment, normalize_request,
+    strip_hop_by_hop, Refusal,
 };
-pub use forwarded::{add_forwarded, drop_header_case};
+pub use forwarded::{add_forwarded, drop_header_case, join_cookie_fields};
+pub use redirect::redirect_to_https;
 
 /// Per-request state.
 pub struct Ctx {
@@ -72,13 +75,20 @@ pub struct Proxy {
     gateway: Arc<Gateway>,
     router: Router,
     limits: Limits,
+    /// The listener terminates TLS: `X-Forwarded-Proto: https`, `Secure` cookies (`auto`).
+    tls: bool,
+    /// The listener answers everything with a redirect to `https` on this port.
+    redirect_https: Option<u16>,
 }
 
 impl Proxy {
     /// The proxy of listener `listener` of `gateway`, enforcing `limits`.
     pub fn new(gateway: Arc<Gateway>, listener: usize, limits: Limits) -> Self {
+        let config = &gateway.listeners[listener];
         Proxy {
             router: gateway.router(listener),
+            tls: config.tls.is_some(),
+            redirect_https: config.redirect_https,
             gateway,
             limits,
         }
@@ -120,7 +130,10 @@ impl ProxyHttp for Proxy {
     /// answered in order.
     async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
         if session.is_http2() {
-            return Ok(());
+            // HTTP/2 frames its own requests: only the target and the host are ours to check.
+            return check_http2_request(session.req_header()).map_err(|refusal| {
+                Error::explain(ErrorType::HTTPStatus(400), refusal.to_string()).into_down()
+            });
         }
         session.set_pipelining_enabled(true);
         let http10 = session.req_header().version < http::Version::HTTP_11;
@@ -150,6 +163,12 @@ impl ProxyHttp for Proxy {
         // keep-alive, Content-Length beside Transfer-Encoding, shutting down).
         if session.get_keepalive().is_some() && !session.is_process_shutting_down() {
             session.set_keepalive(Some(self.limits.keepalive_timeout.as_secs().max(1)));
+        }
+        if let Some(port) = self.redirect_https {
+            ctx.error_status = 308;
+            let resp = redirect_to_https(session.req_header(), port, session.server_addr())?;
+            session.write_response_header(Box::new(resp), true).await?;
+            return Ok(true);
         }
         // The route first, so that a 431 counts against it.
         ctx.route = self.router.route(session.req_header());
@@ -197,10 +216,25 @@ impl ProxyHttp for Proxy {
     fn fail_to_connect(
         &self,
         _session: &mut Session,
-        _peer: &HttpPeer,
+        peer: &HttpPeer,
         ctx: &mut Ctx,
         e: Box<Error>,
     ) -> Box<Error> {
+        if matches!(
+            e.etype(),
+            ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert
+        ) {
+            // A configuration problem, not a passing failure: say which backend and why.
+            if let (Some(route), Some(chosen)) = (self.route(ctx), &ctx.backend) {
+                log::error!(
+                    "cluster {} backend {} ({}): TLS to the backend failed: {}",
+                    route.cluster(chosen.cluster).config.name,
+                    chosen.backend.id,
+                    peer._address,
+                    e.root_cause()
+                );
+            }
+        }
         self.backend_failed(ctx, e)
     }
 
@@ -262,7 +296,11 @@ impl ProxyHttp for Proxy {
             None => session.client_addr().and_then(client_ip_value),
         };
         let listener = session.server_addr().and_then(|a| a.as_inet().copied());
-        add_forwarded(upstream_request, client, listener)?;
+        add_forwarded(upstream_request, client, listener, self.tls)?;
+        // HTTP/2 clients may split Cookie into several fields; HTTP/1.1 wants one line.
+        if session.is_http2() && upstream_request.version != http::Version::HTTP_2 {
+            join_cookie_fields(upstream_request)?;
+        }
         Ok(())
     }
 
@@ -290,13 +328,12 @@ impl ProxyHttp for Proxy {
         if let (Some(sessions), Some(start), Some(chosen)) =
             (sessions, ctx.issue_start, &ctx.backend)
         {
-            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
             sessions.issue(
                 upstream_response,
                 chosen.backend.tag(0),
                 start,
                 ctx.now,
-                tls,
+                self.tls,
             )?;
         }
         Ok(())

@@ -2,17 +2,28 @@
 //! test's gateway reads at a glance and its YAML is written in one place.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
-use super::Tether;
+use super::{CertFiles, Tether};
 
 /// A gateway: listeners by name, clusters of backends, routes.
 #[derive(Clone, Default)]
 pub struct Gateway {
-    listeners: Vec<String>,
+    listeners: Vec<Listener>,
     clusters: Vec<Cluster>,
     routes: Vec<Route>,
     /// Extra top-level YAML (e.g. `session_keys`).
     top: String,
+}
+
+/// A listener: its name, and TLS and HTTP/2 when set.
+#[derive(Clone, Default)]
+pub struct Listener {
+    name: String,
+    certificates: Vec<CertFiles>,
+    min_version: Option<String>,
+    http2: Option<bool>,
+    redirect_https: Option<u16>,
 }
 
 /// A cluster: backends as `(id, address, weight)`.
@@ -20,6 +31,16 @@ pub struct Gateway {
 pub struct Cluster {
     name: String,
     backends: Vec<(String, SocketAddr, u32)>,
+    protocol: Option<String>,
+    tls: Option<UpstreamTls>,
+}
+
+/// A cluster's `tls`.
+#[derive(Clone, Default)]
+pub struct UpstreamTls {
+    pub sni: Option<String>,
+    pub verify: Option<bool>,
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A route.
@@ -37,16 +58,78 @@ impl Gateway {
     /// A gateway with one listener, `public`, and the test session key (`TEST_KEY`).
     pub fn new() -> Gateway {
         Gateway {
-            listeners: vec!["public".into()],
+            listeners: vec![Listener {
+                name: "public".into(),
+                ..Listener::default()
+            }],
             top: "session_keys:\n  - id: k1\n    secret_env: TEST_KEY\n".into(),
             ..Gateway::default()
         }
     }
 
+    /// Adds top-level YAML (e.g. a `limits:` section).
+    pub fn top(mut self, yaml: &str) -> Gateway {
+        self.top += yaml;
+        self
+    }
+
     /// Adds a listener.
     pub fn listener(mut self, name: &str) -> Gateway {
-        self.listeners.push(name.into());
+        self.listeners.push(Listener {
+            name: name.into(),
+            ..Listener::default()
+        });
         self
+    }
+
+    fn listener_mut(&mut self, name: &str) -> &mut Listener {
+        self.listeners
+            .iter_mut()
+            .find(|l| l.name == name)
+            .expect("a listener of that name")
+    }
+
+    /// Listener `name` terminates TLS with these certificates (the first the default).
+    pub fn tls(mut self, name: &str, certificates: &[&CertFiles]) -> Gateway {
+        self.listener_mut(name).certificates = certificates.iter().map(|c| (*c).clone()).collect();
+        self
+    }
+
+    /// Listener `name` accepts TLS `version` ("1.2", "1.3") and above only.
+    pub fn min_version(mut self, name: &str, version: &str) -> Gateway {
+        self.listener_mut(name).min_version = Some(version.into());
+        self
+    }
+
+    /// Sets `http2` on listener `name`.
+    pub fn http2(mut self, name: &str, on: bool) -> Gateway {
+        self.listener_mut(name).http2 = Some(on);
+        self
+    }
+
+    /// Listener `name` redirects everything to `https` on `port`.
+    pub fn redirect_https(mut self, name: &str, port: u16) -> Gateway {
+        self.listener_mut(name).redirect_https = Some(port);
+        self
+    }
+
+    /// The backends of cluster `name` speak `protocol` (`http1`, `h2`, `h2c`).
+    pub fn protocol(mut self, name: &str, protocol: &str) -> Gateway {
+        self.cluster_mut(name).protocol = Some(protocol.into());
+        self
+    }
+
+    /// Tether speaks TLS to the backends of cluster `name`.
+    pub fn upstream_tls(mut self, name: &str, tls: UpstreamTls) -> Gateway {
+        self.cluster_mut(name).tls = Some(tls);
+        self
+    }
+
+    fn cluster_mut(&mut self, name: &str) -> &mut Cluster {
+        self.clusters
+            .iter_mut()
+            .find(|c| c.name == name)
+            .expect("a cluster of that name")
     }
 
     /// Adds a cluster of backends `(id, address)`, each of weight 1.
@@ -57,6 +140,8 @@ impl Gateway {
                 .iter()
                 .map(|(id, addr)| (id.to_string(), *addr, 1))
                 .collect(),
+            protocol: None,
+            tls: None,
         });
         self
     }
@@ -78,15 +163,47 @@ impl Gateway {
     /// The config body for listeners at `addrs` (in the order they were added).
     pub fn body(&self, addrs: &[SocketAddr]) -> String {
         let mut y = String::from("listeners:\n");
-        for (name, addr) in self.listeners.iter().zip(addrs) {
-            y += &format!("  - {{name: {name}, address: \"{addr}\"}}\n");
+        for (l, addr) in self.listeners.iter().zip(addrs) {
+            y += &format!("  - name: {}\n    address: \"{addr}\"\n", l.name);
+            if !l.certificates.is_empty() {
+                y += "    tls:\n      certificates:\n";
+                for c in &l.certificates {
+                    y += &format!(
+                        "        - {{cert_file: \"{}\", key_file: \"{}\"}}\n",
+                        c.cert.display(),
+                        c.key.display()
+                    );
+                }
+                if let Some(v) = &l.min_version {
+                    y += &format!("      min_version: \"{v}\"\n");
+                }
+            }
+            if let Some(on) = l.http2 {
+                y += &format!("    http2: {on}\n");
+            }
+            if let Some(port) = l.redirect_https {
+                y += &format!("    redirect_https: {port}\n");
+            }
         }
         y += "clusters:\n";
         for c in &self.clusters {
-            y += &format!(
-                "  - name: {}\n    health_check: {{type: none}}\n    backends:\n",
-                c.name
-            );
+            y += &format!("  - name: {}\n    health_check: {{type: none}}\n", c.name);
+            if let Some(p) = &c.protocol {
+                y += &format!("    protocol: {p}\n");
+            }
+            if let Some(tls) = &c.tls {
+                y += "    tls:\n";
+                if let Some(sni) = &tls.sni {
+                    y += &format!("      sni: \"{sni}\"\n");
+                }
+                if let Some(verify) = tls.verify {
+                    y += &format!("      verify: {verify}\n");
+                }
+                if let Some(ca) = &tls.ca_file {
+                    y += &format!("      ca_file: \"{}\"\n", ca.display());
+                }
+            }
+            y += "    backends:\n";
             for (id, addr, weight) in &c.backends {
                 y += &format!("      - {{address: \"{addr}\", id: \"{id}\", weight: {weight}}}\n");
             }

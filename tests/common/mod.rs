@@ -1,6 +1,7 @@
 //! Test harness: real HTTP backends on loopback, the real `tether` binary, a raw HTTP client.
 #![allow(dead_code, unused_imports)]
 
+pub mod certs;
 pub mod gateway;
 pub mod load;
 pub mod recording;
@@ -12,13 +13,18 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 mod backend;
+mod clients;
 mod cookies;
 mod http;
+mod relays;
 mod tether;
 
 pub use backend::*;
+pub use certs::*;
+pub use clients::*;
 pub use cookies::*;
 pub use http::*;
+pub use relays::*;
 pub use tether::*;
 
 /// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
