@@ -22,9 +22,11 @@
 //! Over `max_connections`, a new connection gets a 503 and is closed.
 
 mod framing;
+mod h2;
 mod stream;
 
 pub use framing::{Framing, FramingError, Scanned, Tracker};
+pub use h2::Http2Budget;
 pub use stream::{GuardedStream, Preface};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -120,7 +122,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         let mut guarded = GuardedStream::new(stream, &self.limits, slot);
         if alpn_h2 || self.h2c {
             match guarded.read_preface().await {
-                Preface::Http2 => guarded.pass_through(),
+                Preface::Http2 => guarded.pass_through_http2(),
                 // ALPN promised HTTP/2: anything else is not a client of ours.
                 Preface::Other if alpn_h2 => return None,
                 Preface::Other => {}

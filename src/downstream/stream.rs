@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::framing::{Framing, Tracker};
+use super::h2::Http2Budget;
 use super::{client_ip_value, ConnectionSlot};
 use crate::config::Limits;
 use crate::token::TokenMemo;
@@ -54,6 +55,8 @@ pub struct GuardedStream {
     client_ip: Option<http::HeaderValue>,
     /// The last valid session token this connection presented.
     token_memo: TokenMemo,
+    /// For an HTTP/2 connection: its budget, and the digest that carries it to its requests.
+    http2: Option<(Arc<Http2Budget>, Arc<ProxyDigest>)>,
     _slot: ConnectionSlot,
 }
 
@@ -100,6 +103,7 @@ impl GuardedStream {
             header_timeout: limits.request_header_timeout,
             client_ip,
             token_memo: TokenMemo::default(),
+            http2: None,
             _slot: slot,
         }
     }
@@ -190,10 +194,19 @@ impl GuardedStream {
     }
 
     /// From now on every byte passes unchecked and without deadline: HTTP/2 frames its own
-    /// requests.
-    pub fn pass_through(&mut self) {
+    /// requests; what they cost is counted in a budget ([`Http2Budget`]) that can cut the
+    /// connection.
+    pub fn pass_through_http2(&mut self) {
         self.framing.set_framing(Framing::PassThrough);
         self.deadline = None;
+        let client = self
+            .client_ip
+            .as_ref()
+            .and_then(|ip| ip.to_str().ok())
+            .unwrap_or("-");
+        let budget = Arc::new(Http2Budget::new(client.to_string()));
+        let digest = budget.digest();
+        self.http2 = Some((budget, digest));
     }
 
     fn timed_out() -> std::io::Error {
@@ -212,6 +225,14 @@ impl AsyncRead for GuardedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if let Some((budget, _)) = &this.http2 {
+            if budget.is_cut() {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "HTTP/2 client abandons far more requests than it completes",
+                )));
+            }
+        }
         this.apply_told();
         if !this.held.is_empty() {
             return Poll::Ready(this.read_held(buf));
@@ -239,6 +260,12 @@ impl AsyncRead for GuardedStream {
                     return Poll::Ready(Err(Self::timed_out()));
                 }
                 Poll::Ready(Ok(()))
+            }
+            Poll::Pending if this.http2.is_some() => {
+                if let Some((budget, _)) = &this.http2 {
+                    budget.wait_with(cx.waker());
+                }
+                Poll::Pending
             }
             Poll::Pending if this.framing.in_head() || this.deadline.is_some() => {
                 let deadline = *this
@@ -341,8 +368,12 @@ impl GetTimingDigest for GuardedStream {
 }
 
 impl GetProxyDigest for GuardedStream {
+    /// An HTTP/2 connection's digest carries its budget ([`Http2Budget::of`]).
     fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        self.inner.get_proxy_digest()
+        match &self.http2 {
+            Some((_, digest)) => Some(digest.clone()),
+            None => self.inner.get_proxy_digest(),
+        }
     }
 
     fn set_proxy_digest(&mut self, digest: ProxyDigest) {

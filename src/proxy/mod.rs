@@ -33,7 +33,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::config::Limits;
-use crate::downstream::{client_ip_value, Framing, FramingError, GuardedStream};
+use crate::downstream::{client_ip_value, Framing, FramingError, GuardedStream, Http2Budget};
 use crate::gateway::Gateway;
 use crate::routing::{Chosen, Route, Router};
 use crate::session::Outcome;
@@ -68,6 +68,8 @@ pub struct Ctx {
     /// Status sent by tether itself (`fail_to_proxy`, a 404 of no route), when it answered.
     error_status: u16,
     outcome: Outcome,
+    /// The budget of the HTTP/2 connection the request came on, counting it while it lasts.
+    http2_budget: Option<Arc<Http2Budget>>,
 }
 
 /// The proxy of one listener.
@@ -121,6 +123,7 @@ impl ProxyHttp for Proxy {
             issue_start: None,
             error_status: 0,
             outcome: Outcome::None,
+            http2_budget: None,
         }
     }
 
@@ -128,8 +131,17 @@ impl ProxyHttp for Proxy {
     /// ways, normalises the rest, and tells the connection's guard how the body is framed (it
     /// holds back the bytes after a header section until then). Pipelined requests are
     /// answered in order.
-    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         if session.is_http2() {
+            if let Some(budget) = Http2Budget::of(session.digest()) {
+                ctx.http2_budget = Some(budget.clone());
+                if !budget.begin() {
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(503),
+                        "HTTP/2 connection over its budget",
+                    ));
+                }
+            }
             // HTTP/2 frames its own requests: only the target and the host are ours to check.
             return check_http2_request(session.req_header()).map_err(|refusal| {
                 Error::explain(ErrorType::HTTPStatus(400), refusal.to_string()).into_down()
@@ -371,7 +383,11 @@ impl ProxyHttp for Proxy {
     }
 
     /// Counts the response and writes the access line (no token values, no query strings).
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if let Some(budget) = ctx.http2_budget.take() {
+            let abandoned = e.is_some_and(|e| e.esource() == &ErrorSource::Downstream);
+            budget.end(abandoned);
+        }
         self.account(session, ctx);
     }
 }
