@@ -103,3 +103,40 @@ fn a_bad_file_is_not_served() {
     assert!(err.contains("backend list is empty"), "{err}");
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+#[test]
+fn check_warns_of_a_certificate_about_to_expire_and_refuses_a_mismatched_key() {
+    let ca = TestCa::new();
+    let soon = ca.write("soon", &ca.issue_for("soon", &["soon.test"], 5));
+    let other = ca.issue("other", &["other.test"]);
+    let conf = ca.dir.path("tls.yaml");
+    let write = |cert: &std::path::Path, key: &std::path::Path| {
+        std::fs::write(
+            &conf,
+            format!(
+                "listeners:\n  - name: public\n    address: 127.0.0.1:8443\n    tls:\n      certificates:\n        - cert_file: {}\n          key_file: {}\nclusters:\n  - name: app\n    backends: [127.0.0.1:9001]\nroutes:\n  - name: app\n    backends: [{{cluster: app}}]\n",
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+    };
+    let conf_text = conf.to_str().unwrap();
+    write(&soon.cert, &soon.key);
+    let (code, out, err) = tether(&["-t", "-c", conf_text]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "warning: {conf_text}:6: listeners[0].tls.certificates[0]: certificate `{}` expires in ",
+        soon.cert.display()
+        )),
+        "{err}"
+    );
+    write(&soon.cert, &other.key);
+    let (code, _, err) = tether(&["-t", "-c", conf_text]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(&format!("{conf_text}:6: listeners[0].tls.certificates[0]: the key in `{}` does not match the certificate in `{}`", other.key.display(), soon.cert.display())),
+        "{err}"
+    );
+}

@@ -296,3 +296,31 @@ fn a_plain_listener_with_redirect_https_answers_308_and_forwards_nothing() {
     assert_eq!(r.header("location"), Some("https://shop.test/"));
     assert_eq!(a.requests() + b.requests(), 0, "nothing reaches a backend");
 }
+
+#[test]
+fn over_max_connections_a_tls_client_gets_503_or_a_close_for_http2() {
+    let ca = TestCa::new();
+    let cert = ca.issue("shop", &["shop.test"]);
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let t = https_gateway(&[&cert], &a, &b)
+        .top("limits:\n  max_connections: 2\n")
+        .start();
+    let mut held: Vec<HeldTls> = (0..2)
+        .map(|_| HeldTls::connect(t.listen, "shop.test", &ca.ca_file()))
+        .collect();
+    let curl = Curl::new().ca(&ca.ca_file()).resolve("shop.test", t.listen);
+    let url = format!("https://shop.test:{}/", t.listen.port());
+    let r = curl.clone().http1().get(&url).unwrap();
+    assert_eq!(r.status, 503);
+    assert!(curl.clone().http2().get(&url).is_err(), "HTTP/2: closed");
+    // The held ones are served; once one goes, a new client is too.
+    assert_eq!(held[0].get("/").unwrap().0, 200);
+    held.pop();
+    eventually(std::time::Duration::from_secs(5), "a free slot", || {
+        curl.clone()
+            .http2()
+            .get(&url)
+            .ok()
+            .filter(|r| r.status == 200)
+    });
+}

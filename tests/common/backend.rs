@@ -206,6 +206,8 @@ fn serve(conn: TcpStream, st: Arc<BackendState>) {
                 200,
                 format!("len={} fnv={:016x}", body.len(), fnv(&body)).into_bytes(),
             )
+        } else if path == "/page" {
+            (200, page(&st.name).into_bytes())
         } else if let Some(ms) = path.strip_prefix("/slow/") {
             thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
             (200, st.name.clone().into_bytes())
@@ -219,8 +221,13 @@ fn serve(conn: TcpStream, st: Arc<BackendState>) {
             )
         };
         let close = st.close_each.load(Ordering::SeqCst);
+        let content_type = if path == "/page" {
+            "Content-Type: text/html; charset=utf-8\r\n"
+        } else {
+            ""
+        };
         let head = format!(
-            "HTTP/1.1 {status} X\r\nx-backend: {}\r\nContent-Length: {}\r\nSet-Cookie: app=1; Path=/\r\n{}\r\n",
+            "HTTP/1.1 {status} X\r\nx-backend: {}\r\nContent-Length: {}\r\nSet-Cookie: app=1; Path=/\r\n{content_type}{}\r\n",
             st.name,
             resp_body.len(),
             if close { "Connection: close\r\n" } else { "" }
@@ -241,6 +248,18 @@ fn serve(conn: TcpStream, st: Arc<BackendState>) {
 }
 
 /// FNV-1a, to compare bodies without shipping them back.
+/// A page for browsers: it names its backend, then fetches `/` six times in a row (with the
+/// cookies the browser keeps) and writes the backends that answered into `#out`.
+fn page(name: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html><body><p id=\"page\">{name}</p><pre id=\"out\">pending</pre>\
+         <script>(async () => {{ const names = []; for (let i = 0; i < 6; i++) {{ \
+         const r = await fetch('/who?' + i, {{cache: 'no-store'}}); names.push(await r.text()); }} \
+         document.getElementById('out').textContent = 'fetched:' + names.join(','); }})();\
+         </script></body></html>"
+    )
+}
+
 pub fn fnv(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf29ce484222325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x100000001b3)

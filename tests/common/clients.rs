@@ -128,6 +128,35 @@ impl Curl {
     }
 }
 
+impl Curl {
+    /// Requests every URL in one curl run (with `--parallel`, over as few connections as it
+    /// can): per transfer `(status, HTTP version, new connections)`, and curl's stderr.
+    pub fn get_all(&self, urls: &[String]) -> (Vec<(u16, String, u64)>, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args(&self.args).args([
+            "-w",
+            "transfer %{http_code} %{http_version} %{num_connects}\n",
+        ]);
+        for url in urls {
+            cmd.args(["-o", "/dev/null", url]);
+        }
+        let out = cmd.stdin(Stdio::null()).output().expect("curl");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let transfers = stdout
+            .lines()
+            .filter_map(|l| {
+                let mut parts = l.strip_prefix("transfer ")?.split_whitespace();
+                Some((
+                    parts.next()?.parse().ok()?,
+                    parts.next()?.to_string(),
+                    parts.next()?.parse().ok()?,
+                ))
+            })
+            .collect();
+        (transfers, String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
 /// The last header section of curl's `-i` output (1xx sections come before it) and the body.
 fn parse_response(text: &str, version: String) -> Option<CurlResponse> {
     let mut rest = text;
