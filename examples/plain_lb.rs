@@ -1,7 +1,10 @@
 //! The baseline for the load benchmark: a plain Pingora round-robin proxy, shaped like
-//! Pingora's own `load_balancer` example (TCP health check every second, no TLS, no stickiness).
+//! Pingora's own `load_balancer` example (TCP health check every second, no stickiness).
 //!
 //! `PLAIN_LB_LISTEN=127.0.0.1:8100 PLAIN_LB_BACKENDS=127.0.0.1:9001,127.0.0.1:9002 plain_lb -c conf.yaml`
+//!
+//! With `PLAIN_LB_TLS_CERT` and `PLAIN_LB_TLS_KEY` (PEM files) it listens with TLS instead,
+//! through Pingora's own TLS listener (rustls, ALPN h2 and http/1.1).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +50,18 @@ fn main() {
     upstreams.health_check_frequency = Some(Duration::from_secs(1));
     let background = background_service("health check", upstreams);
     let mut proxy = pingora_proxy::http_proxy_service(&server.configuration, Lb(background.task()));
-    proxy.add_tcp(&listen);
+    match (
+        std::env::var("PLAIN_LB_TLS_CERT"),
+        std::env::var("PLAIN_LB_TLS_KEY"),
+    ) {
+        (Ok(cert), Ok(key)) => {
+            let mut tls = pingora_core::listeners::tls::TlsSettings::intermediate(&cert, &key)
+                .expect("TLS settings");
+            tls.enable_h2();
+            proxy.add_tls_with_settings(&listen, None, tls);
+        }
+        _ => proxy.add_tcp(&listen),
+    }
     server.add_service(proxy);
     server.add_service(background);
     server.run_forever();

@@ -134,7 +134,8 @@ clusters:
     return y
 
 
-def start_all(procs, tether_settings=(), tether_env=(), service_settings=(), routes=0):
+def start_nginx(procs):
+    """The 4 nginx backends (one worker, on the load CPU), once they listen."""
     servers = "\n".join(
         f"  server {{ listen 127.0.0.1:{p}; access_log off; location / {{ return 200 'backend {i}\\n'; }} }}"
         for i, p in enumerate(BACKEND_PORTS, 1)
@@ -157,6 +158,9 @@ http {{
     for port in BACKEND_PORTS:
         wait_port(port)
 
+
+def start_all(procs, tether_settings=(), tether_env=(), service_settings=(), routes=0):
+    start_nginx(procs)
     servers = "\n".join(f"  server s{i} 127.0.0.1:{p} cookie s{i} check inter 5s" for i, p in enumerate(BACKEND_PORTS, 1))
     haproxy_conf = write("haproxy.cfg", f"""
 global

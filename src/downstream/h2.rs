@@ -1,5 +1,8 @@
-//! What one HTTP/2 client connection may cost: its requests in flight, and the requests its
-//! client abandoned (reset) against those it let complete.
+//! What tether keeps per HTTP/2 client connection, shared by its streams: the client's address,
+//! the last valid session token (so that the streams of a browser's connection verify its
+//! cookie once, as HTTP/1.1 keep-alive requests do), and what the connection may cost: its
+//! requests in flight, and the requests its client abandoned (reset) against those it let
+//! complete.
 //!
 //! The HTTP/2 layer caps open streams (100) and closes a connection whose client resets streams
 //! before they are taken up (the 2023 "rapid reset"). A client that resets each stream a moment
@@ -13,8 +16,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 
+use http::HeaderValue;
 use pingora_core::protocols::raw_connect::ProxyDigest;
 use pingora_http::ResponseHeader;
+
+use crate::token::TokenMemo;
 
 /// Requests in flight beyond which a connection is cut: twice the streams it may have open
 /// (a stream's request is logged just after the stream closes, so a few more are normal).
@@ -22,11 +28,13 @@ pub const MAX_IN_FLIGHT: usize = 200;
 /// Abandoned requests a connection may have before the ratio below applies.
 pub const ABANDONED_ALLOWANCE: u64 = 100;
 
-/// The counters of one HTTP/2 connection, shared by its requests and its stream.
+/// One HTTP/2 connection, shared by its requests and its stream.
 #[derive(Debug, Default)]
-pub struct Http2Budget {
-    /// The client's address, for the log.
-    client: String,
+pub struct Http2Connection {
+    /// The client's IP address as a header value (`X-Forwarded-For`).
+    client_ip: Option<HeaderValue>,
+    /// The last valid session token a stream of this connection presented.
+    token_memo: TokenMemo,
     in_flight: AtomicUsize,
     completed: AtomicU64,
     abandoned: AtomicU64,
@@ -35,13 +43,23 @@ pub struct Http2Budget {
     reader: Mutex<Option<Waker>>,
 }
 
-impl Http2Budget {
-    /// The budget of a new connection from `client`.
-    pub fn new(client: String) -> Http2Budget {
-        Http2Budget {
-            client,
-            ..Http2Budget::default()
+impl Http2Connection {
+    /// A new connection from `client_ip`.
+    pub fn new(client_ip: Option<HeaderValue>) -> Http2Connection {
+        Http2Connection {
+            client_ip,
+            ..Http2Connection::default()
         }
+    }
+
+    /// The client's IP address, for `X-Forwarded-For`.
+    pub fn client_ip(&self) -> Option<&HeaderValue> {
+        self.client_ip.as_ref()
+    }
+
+    /// The connection's last valid session token.
+    pub fn token_memo(&self) -> &TokenMemo {
+        &self.token_memo
     }
 
     /// A request of this connection begins; `false` when the connection has just been cut.
@@ -76,9 +94,10 @@ impl Http2Budget {
 
     fn cut(&self) {
         if !self.cut.swap(true, Ordering::AcqRel) {
+            let client = self.client_ip.as_ref().and_then(|ip| ip.to_str().ok());
             log::warn!(
                 "HTTP/2 client {}: {} requests in flight, {} abandoned, {} completed: disconnected",
-                self.client,
+                client.unwrap_or("-"),
                 self.in_flight.load(Ordering::Relaxed),
                 self.abandoned.load(Ordering::Relaxed),
                 self.completed.load(Ordering::Relaxed)
@@ -102,7 +121,7 @@ impl Http2Budget {
         self.reader.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The budget as a connection digest carries it to every request of the connection.
+    /// The connection as its digest carries it to every request of the connection.
     pub(super) fn digest(self: &Arc<Self>) -> Arc<ProxyDigest> {
         // The digest's response is for CONNECT proxies; unused downstream.
         let unused = ResponseHeader::from(http::Response::new(()).into_parts().0);
@@ -112,14 +131,14 @@ impl Http2Budget {
         ))
     }
 
-    /// The budget of the connection a request came on (HTTP/2 only).
-    pub fn of(digest: Option<&pingora_core::protocols::Digest>) -> Option<&Arc<Http2Budget>> {
+    /// The connection a request came on (HTTP/2 only).
+    pub fn of(digest: Option<&pingora_core::protocols::Digest>) -> Option<&Arc<Http2Connection>> {
         digest?
             .proxy_digest
             .as_ref()?
             .user_data
             .as_ref()?
-            .downcast_ref::<Arc<Http2Budget>>()
+            .downcast_ref::<Arc<Http2Connection>>()
     }
 }
 
@@ -129,7 +148,7 @@ mod tests {
 
     #[test]
     fn too_many_requests_in_flight_cut_the_connection() {
-        let budget = Http2Budget::default();
+        let budget = Http2Connection::default();
         for _ in 0..MAX_IN_FLIGHT {
             assert!(budget.begin());
         }
@@ -139,7 +158,7 @@ mod tests {
 
     #[test]
     fn abandoning_far_more_than_completing_cuts_the_connection() {
-        let budget = Http2Budget::default();
+        let budget = Http2Connection::default();
         // A browser that cancels now and then: fine.
         for i in 0..1000 {
             budget.begin();
@@ -147,7 +166,7 @@ mod tests {
         }
         assert!(!budget.is_cut());
         // Resets only: cut once past the allowance and half the completions.
-        let budget = Http2Budget::default();
+        let budget = Http2Connection::default();
         for _ in 0..ABANDONED_ALLOWANCE {
             budget.begin();
             budget.end(true);
@@ -160,7 +179,7 @@ mod tests {
 
     #[test]
     fn a_waiting_reader_is_woken_by_the_cut() {
-        let budget = Http2Budget::default();
+        let budget = Http2Connection::default();
         let woken = Arc::new(AtomicBool::new(false));
         struct Flag(Arc<AtomicBool>);
         impl std::task::Wake for Flag {

@@ -26,7 +26,7 @@ mod h2;
 mod stream;
 
 pub use framing::{Framing, FramingError, Scanned, Tracker};
-pub use h2::Http2Budget;
+pub use h2::Http2Connection;
 pub use stream::{GuardedStream, Preface};
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use super::framing::{Framing, Tracker};
-use super::h2::Http2Budget;
+use super::h2::Http2Connection;
 use super::{client_ip_value, ConnectionSlot};
 use crate::config::Limits;
 use crate::token::TokenMemo;
@@ -55,8 +55,9 @@ pub struct GuardedStream {
     client_ip: Option<http::HeaderValue>,
     /// The last valid session token this connection presented.
     token_memo: TokenMemo,
-    /// For an HTTP/2 connection: its budget, and the digest that carries it to its requests.
-    http2: Option<(Arc<Http2Budget>, Arc<ProxyDigest>)>,
+    /// For an HTTP/2 connection: what its streams share, and the digest that carries it to
+    /// their requests.
+    http2: Option<(Arc<Http2Connection>, Arc<ProxyDigest>)>,
     _slot: ConnectionSlot,
 }
 
@@ -194,19 +195,14 @@ impl GuardedStream {
     }
 
     /// From now on every byte passes unchecked and without deadline: HTTP/2 frames its own
-    /// requests; what they cost is counted in a budget ([`Http2Budget`]) that can cut the
-    /// connection.
+    /// requests; its streams share an [`Http2Connection`], which counts what they cost and
+    /// can cut the connection.
     pub fn pass_through_http2(&mut self) {
         self.framing.set_framing(Framing::PassThrough);
         self.deadline = None;
-        let client = self
-            .client_ip
-            .as_ref()
-            .and_then(|ip| ip.to_str().ok())
-            .unwrap_or("-");
-        let budget = Arc::new(Http2Budget::new(client.to_string()));
-        let digest = budget.digest();
-        self.http2 = Some((budget, digest));
+        let connection = Arc::new(Http2Connection::new(self.client_ip.clone()));
+        let digest = connection.digest();
+        self.http2 = Some((connection, digest));
     }
 
     fn timed_out() -> std::io::Error {
@@ -368,7 +364,7 @@ impl GetTimingDigest for GuardedStream {
 }
 
 impl GetProxyDigest for GuardedStream {
-    /// An HTTP/2 connection's digest carries its budget ([`Http2Budget::of`]).
+    /// An HTTP/2 connection's digest carries what its streams share ([`Http2Connection::of`]).
     fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
         match &self.http2 {
             Some((_, digest)) => Some(digest.clone()),

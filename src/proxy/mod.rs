@@ -33,7 +33,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::config::Limits;
-use crate::downstream::{client_ip_value, Framing, FramingError, GuardedStream, Http2Budget};
+use crate::downstream::{client_ip_value, Framing, FramingError, GuardedStream, Http2Connection};
 use crate::gateway::Gateway;
 use crate::routing::{Chosen, Route, Router};
 use crate::session::Outcome;
@@ -68,8 +68,8 @@ pub struct Ctx {
     /// Status sent by tether itself (`fail_to_proxy`, a 404 of no route), when it answered.
     error_status: u16,
     outcome: Outcome,
-    /// The budget of the HTTP/2 connection the request came on, counting it while it lasts.
-    http2_budget: Option<Arc<Http2Budget>>,
+    /// The HTTP/2 connection the request came on, counting it while it lasts.
+    http2: Option<Arc<Http2Connection>>,
 }
 
 /// The proxy of one listener.
@@ -123,7 +123,7 @@ impl ProxyHttp for Proxy {
             issue_start: None,
             error_status: 0,
             outcome: Outcome::None,
-            http2_budget: None,
+            http2: None,
         }
     }
 
@@ -133,9 +133,9 @@ impl ProxyHttp for Proxy {
     /// answered in order.
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         if session.is_http2() {
-            if let Some(budget) = Http2Budget::of(session.digest()) {
-                ctx.http2_budget = Some(budget.clone());
-                if !budget.begin() {
+            if let Some(connection) = Http2Connection::of(session.digest()) {
+                ctx.http2 = Some(connection.clone());
+                if !connection.begin() {
                     return Err(Error::explain(
                         ErrorType::HTTPStatus(503),
                         "HTTP/2 connection over its budget",
@@ -303,9 +303,10 @@ impl ProxyHttp for Proxy {
             sessions.strip(upstream_request)?;
         }
         // The client's address comes formatted from its connection (once per connection).
-        let client = match session.stream().and_then(GuardedStream::of) {
-            Some(guard) => guard.client_ip().cloned(),
-            None => session.client_addr().and_then(client_ip_value),
+        let client = match (session.stream().and_then(GuardedStream::of), &ctx.http2) {
+            (Some(guard), _) => guard.client_ip().cloned(),
+            (None, Some(connection)) => connection.client_ip().cloned(),
+            (None, None) => session.client_addr().and_then(client_ip_value),
         };
         let listener = session.server_addr().and_then(|a| a.as_inet().copied());
         add_forwarded(upstream_request, client, listener, self.tls)?;
@@ -384,9 +385,9 @@ impl ProxyHttp for Proxy {
 
     /// Counts the response and writes the access line (no token values, no query strings).
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        if let Some(budget) = ctx.http2_budget.take() {
+        if let Some(connection) = ctx.http2.take() {
             let abandoned = e.is_some_and(|e| e.esource() == &ErrorSource::Downstream);
-            budget.end(abandoned);
+            connection.end(abandoned);
         }
         self.account(session, ctx);
     }

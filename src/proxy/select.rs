@@ -107,10 +107,12 @@ impl Proxy {
 /// backend (failed_open / failed_closed), not merely a bad token.
 fn read_token(route: &Route, sessions: &Sessions, session: &Session, ctx: &mut Ctx) {
     ctx.token_read = true;
-    let memo = session
-        .stream()
-        .and_then(GuardedStream::of)
-        .map(GuardedStream::token_memo);
+    // The connection's last valid token: HTTP/1's guard, or what HTTP/2's streams share.
+    let memo = match (session.stream().and_then(GuardedStream::of), &ctx.http2) {
+        (Some(guard), _) => Some(guard.token_memo()),
+        (None, Some(connection)) => Some(connection.token_memo()),
+        (None, None) => None,
+    };
     match sessions.find(session.req_header(), ctx.now, memo) {
         Presented::Nothing => {}
         Presented::Valid(token) => {

@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Side-by-side TLS load benchmark: HAProxy (TLS, `cookie insert`), plain Pingora over TLS
+(Pingora's own TLS listener, round robin) and tether (TLS listener, cookie sessions), with the
+same certificate (ECDSA P-256), in front of the 4 nginx backends of run.py.
+
+Modes (each proxy pinned to CPU 0, clients and nginx to CPU 1, runs interleaved and repeated):
+  https      wrk over TLS, HTTP/1.1 keep-alive, every request with a valid session cookie
+  h2         h2load over TLS, HTTP/2: 4 clients x 16 connections x 10 streams, each client with
+             the session cookie of one backend
+  handshake  wrk over TLS with `Connection: close`: a full TLS 1.3 handshake per request
+             (handshakes per second), with a session cookie
+
+    benches/load/tls.py [--duration 10] [--rounds 3] [--modes https,h2,handshake]
+
+Reports medians and the ratios tether/HAProxy and tether/Pingora (of the medians, and the median
+of each round's ratio). Installs haproxy, nginx, wrk and h2load when missing.
+"""
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import ssl
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run as base  # noqa: E402  (the shared parts: backends, processes, wrk)
+
+PORTS = {"haproxy": 19200, "pingora": 19201, "tether": 19202}
+PROXIES = tuple(PORTS)
+ADMIN = 19299
+
+
+def ensure_tools():
+    base.ensure_tools()
+    if not shutil.which("h2load"):
+        sudo = "" if os.geteuid() == 0 else "sudo "
+        base.sh(f"{sudo}apt-get install -y -qq nghttp2-client >/dev/null")
+
+
+def make_certificate():
+    """One ECDSA P-256 pair for every proxy (HAProxy takes it as one file)."""
+    cert, key = os.path.join(base.WORK, "bench.pem"), os.path.join(base.WORK, "bench.key")
+    base.sh(
+        f"openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 "
+        f"-keyout {key} -out {cert} -subj /CN=bench.test "
+        f"-addext subjectAltName=DNS:bench.test,IP:127.0.0.1 2>/dev/null"
+    )
+    both = os.path.join(base.WORK, "bench-haproxy.pem")
+    with open(both, "w") as f:
+        f.write(open(cert).read() + open(key).read())
+    return cert, key, both
+
+
+def start_all(procs):
+    base.start_nginx(procs)
+    cert, key, both = make_certificate()
+    servers = "\n".join(
+        f"  server s{i} 127.0.0.1:{p} cookie s{i} check inter 5s"
+        for i, p in enumerate(base.BACKEND_PORTS, 1)
+    )
+    haproxy_conf = base.write("haproxy-tls.cfg", f"""
+global
+  nbthread 1
+  maxconn 9000
+  ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:{PORTS['haproxy']} ssl crt {both} alpn h2,http/1.1
+  default_backend be
+backend be
+  balance roundrobin
+  cookie SRV insert indirect nocache maxidle 30m maxlife 8h secure
+{servers}
+""")
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    procs.start("haproxy", [haproxy, "-f", haproxy_conf], cpu=base.PROXY_CPU)
+
+    backends = ",".join(f"127.0.0.1:{p}" for p in base.BACKEND_PORTS)
+    pingora_conf = base.write("pingora-tls.yaml", f"version: 1\nthreads: 1\npid_file: {base.WORK}/pingora-tls.pid\nupgrade_sock: {base.WORK}/pingora-tls.sock\ngrace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 0\n")
+    env = dict(os.environ, PLAIN_LB_LISTEN=f"127.0.0.1:{PORTS['pingora']}", PLAIN_LB_BACKENDS=backends,
+               PLAIN_LB_TLS_CERT=cert, PLAIN_LB_TLS_KEY=key, RUST_LOG="warn")
+    procs.start("pingora", [f"{base.ROOT}/target/release/examples/plain_lb", "-c", pingora_conf], env=env, cpu=base.PROXY_CPU)
+
+    backend_lines = "\n".join(f"      - {{address: 127.0.0.1:{p}, id: app-{i}}}" for i, p in enumerate(base.BACKEND_PORTS, 1))
+    tether_conf = base.write("tether-tls.yaml", f"""version: 1
+threads: 1
+pid_file: {base.WORK}/tether-tls.pid
+upgrade_sock: {base.WORK}/tether-tls.sock
+grace_period_seconds: 0
+graceful_shutdown_timeout_seconds: 0
+admin:
+  listen: 127.0.0.1:{ADMIN}
+session_keys:
+  - id: bench
+    secret_env: BENCH_SESSION_KEY
+listeners:
+  - name: bench
+    address: 127.0.0.1:{PORTS['tether']}
+    tls:
+      certificates: [{{cert_file: {cert}, key_file: {key}}}]
+clusters:
+  - name: bench
+    preserve_header_case: false
+    backends:
+{backend_lines}
+routes:
+  - name: bench
+    backends: [{{cluster: bench}}]
+    session_persistence: {{type: Cookie, name: _srv_id, absolute_timeout: 8h, idle_timeout: 30m}}
+""")
+    env = dict(os.environ, BENCH_SESSION_KEY="load-bench-key-not-a-secret-0123456789", RUST_LOG="warn")
+    env.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
+    procs.start("tether", [f"{base.ROOT}/target/release/tether", "-c", tether_conf], env=env, cpu=base.PROXY_CPU)
+    for port in PORTS.values():
+        base.wait_port(port)
+    time.sleep(1.5)
+
+
+def https_get(port):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with urllib.request.urlopen(f"https://127.0.0.1:{port}/", timeout=5, context=ctx) as r:
+        return r.read().decode().strip(), r.headers
+
+
+def cookies():
+    """A valid session cookie per backend for tether (HAProxy's are SRV=s1..s4)."""
+    tether = {}
+    for _ in range(40):
+        body, headers = https_get(PORTS["tether"])
+        tether.setdefault(body, headers.get("Set-Cookie").split(";")[0])
+        if len(tether) == len(base.BACKEND_PORTS):
+            break
+    out = {"haproxy": [f"SRV=s{i}" for i in range(1, len(base.BACKEND_PORTS) + 1)], "tether": sorted(tether.values())}
+    out["pingora"] = out["tether"]
+    return out
+
+
+def wrk_tls(port, duration, cookies, close):
+    """wrk over TLS (HTTP/1.1): keep-alive, or a new connection per request when `close`."""
+    argv = ["taskset", "-c", base.LOAD_CPU, "wrk", f"-t{base.WRK_THREADS}", "-c64", f"-d{duration}s", "--latency", "--timeout", "5s",
+            "-s", base.wrk_script(cookies)]
+    if close:
+        argv += ["-H", "Connection: close"]
+    argv.append(f"https://127.0.0.1:{port}/")
+    out = subprocess.run(argv, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = 0
+    for pattern in (r"Non-2xx or 3xx responses:\s+(\d+)", r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"):
+        m = re.search(pattern, out)
+        if m:
+            errors += sum(int(g) for g in m.groups())
+    return {"rps": rps, "errors": errors}
+
+
+def h2load(port, duration, cookies):
+    """4 h2load clients at once, one per backend's cookie, 16 connections x 10 streams each."""
+    procs = [
+        subprocess.Popen(["taskset", "-c", base.LOAD_CPU, "h2load", "-D", str(duration), "-c", "16", "-m", "10",
+                          "-H", f"cookie: {c}", f"https://127.0.0.1:{port}/"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for c in cookies
+    ]
+    rps, errors = 0.0, 0
+    for p in procs:
+        out = p.communicate()[0]
+        rps += float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
+        m = re.search(r"requests: \d+ total, \d+ started, \d+ done, \d+ succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", out)
+        errors += sum(int(g) for g in m.groups())
+        s = re.search(r"status codes: \d+ 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+        errors += sum(int(g) for g in s.groups())
+    return {"rps": rps, "errors": errors}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--modes", default="https,h2,handshake")
+    args = ap.parse_args()
+    os.makedirs(base.WORK, exist_ok=True)
+    ensure_tools()
+    procs = base.Procs()
+    try:
+        start_all(procs)
+        modes = args.modes.split(",")
+        results = {}
+        for r in range(args.rounds):
+            jar = cookies()
+            for mode in modes:
+                for name in PROXIES:
+                    pid = base.pid_of(procs, name)
+                    cpu_before, wall_before = base.cpu_seconds(pid), time.monotonic()
+                    if mode == "h2":
+                        res = h2load(PORTS[name], args.duration, jar[name])
+                    else:
+                        res = wrk_tls(PORTS[name], args.duration, jar[name], close=(mode == "handshake"))
+                    cpu, wall = base.cpu_seconds(pid) - cpu_before, time.monotonic() - wall_before
+                    res["cpu"] = 100 * cpu / wall
+                    # The proxy's CPU time per request: steadier than throughput on a noisy machine.
+                    res["us"] = 1e6 * cpu / (res["rps"] * args.duration)
+                    results.setdefault((name, mode), []).append(res)
+                    print(f"round {r + 1} {mode:9} {name:8} {res['rps']:10.0f} req/s  {res['us']:6.1f} us cpu/req  errors {res['errors']}  proxy cpu {res['cpu']:.0f}%", flush=True)
+        print(f"\nMedians of {args.rounds} rounds, {args.duration} s each (handshake: one TLS handshake per request)")
+        print(f"{'mode':10} {'proxy':8} {'req/s':>10} {'us cpu/req':>11} {'errors':>7} {'cpu %':>6}")
+        med, cost = {}, {}
+        for mode in modes:
+            for name in PROXIES:
+                runs = results[(name, mode)]
+                med[(name, mode)] = statistics.median(x["rps"] for x in runs)
+                cost[(name, mode)] = statistics.median(x["us"] for x in runs)
+                cpu = statistics.median(x["cpu"] for x in runs)
+                print(f"{mode:10} {name:8} {med[(name, mode)]:10.0f} {cost[(name, mode)]:11.1f} {sum(x['errors'] for x in runs):7d} {cpu:6.0f}")
+        print("\nRatios tether / other: throughput of the medians (per round median, min-max), and")
+        print("efficiency: the other's CPU time per request over tether's (above 1: tether does more with a core)")
+        for mode in modes:
+            for other in ("haproxy", "pingora"):
+                per_round = [a["rps"] / b["rps"] for a, b in zip(results[("tether", mode)], results[(other, mode)])]
+                print(f"  {mode:10} vs {other:8} {med[('tether', mode)] / med[(other, mode)]:.3f}x "
+                      f"(per round {statistics.median(per_round):.3f}x, {min(per_round):.3f}-{max(per_round):.3f})"
+                      f"   efficiency {cost[(other, mode)] / cost[('tether', mode)]:.3f}x")
+        with urllib.request.urlopen(f"http://127.0.0.1:{ADMIN}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        counts = {m.group(1): float(m.group(2)) for m in re.finditer(r'^tether_session_(\w+)_total\{route="bench"\} (\S+)', text, re.M)}
+        print("tether sessions: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(counts.items())))
+        hs = {m.group(1): float(m.group(2)) for m in re.finditer(r'^tether_tls_handshakes_total\{listener="bench",version="(\S+)"\} (\S+)', text, re.M)}
+        print("tether handshakes: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(hs.items())))
+    finally:
+        procs.stop()
+
+
+if __name__ == "__main__":
+    main()
