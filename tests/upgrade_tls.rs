@@ -47,12 +47,17 @@ fn upgrade_under_https_and_http2_load_fails_nothing_and_streams_finish() {
     let ca = TestCa::new();
     let cert = ca.issue("shop", &["shop.test"]);
     let (a, b) = (Backend::start("a"), Backend::start("b"));
-    // The old process broadcasts its shutdown (GOAWAY) 5 s after SIGQUIT, then waits the
-    // grace period before it stops.
+    // Long requests go to their own backend, so that the test knows when they are all in flight.
+    let slow = Backend::start("slow");
+    // Timeline after SIGQUIT: the old process broadcasts its shutdown (GOAWAY, `Connection:
+    // close`) at 5 s, stops at 5 s + grace period + 1 s. The slow streams are in flight at
+    // SIGQUIT and end at 7 s: after the GOAWAY, 3 s before the stop.
     let mut t = Gateway::new()
         .top("grace_period_seconds: 4\n")
         .tls("public", &[&cert])
         .cluster("app", &[("a", a.addr), ("b", b.addr)])
+        .cluster("slow", &[("s", slow.addr)])
+        .route(Route::new("slow").path("PathPrefix", "/slow").to("slow", 1))
         .route(Route::new("app").to("app", 1).cookie("sid"))
         .start();
     let url = format!("https://127.0.0.1:{}/", t.listen.port());
@@ -76,11 +81,13 @@ fn upgrade_under_https_and_http2_load_fails_nothing_and_streams_finish() {
         ]);
     let streams = thread::spawn(move || {
         let urls: Vec<String> = (0..20)
-            .map(|_| format!("https://shop.test:{port}/slow/9000"))
+            .map(|_| format!("https://shop.test:{port}/slow/7000"))
             .collect();
         curl.get_all(&urls)
     });
-    thread::sleep(Duration::from_millis(1500));
+    eventually(Duration::from_secs(5), "20 slow streams in flight", || {
+        (slow.requests() == 20).then_some(())
+    });
     // The certificate changes on disk; the new process serves the new one.
     ca.write("shop", &ca.issue_for("shop-after", &["shop.test"], 90));
     let mut old = t.upgrade(None);

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::{CertFiles, Tether};
+use super::{CertFiles, Retiring, Tether};
 
 /// A gateway: listeners by name, clusters of backends, routes.
 #[derive(Clone, Default)]
@@ -249,7 +249,7 @@ impl Gateway {
 impl Gateway {
     /// Reloads `t` onto this gateway (same listener ports) as an operator does: the config
     /// rewritten, `tether -u`, SIGQUIT to the old process, which is returned.
-    pub fn reload(&self, t: &mut Tether) -> std::process::Child {
+    pub fn reload(&self, t: &mut Tether) -> Retiring {
         t.write_body(&self.body(&t.listeners));
         t.upgrade(None)
     }

@@ -190,15 +190,15 @@ impl Tether {
 
     /// Zero-downtime upgrade as an operator does it: start `tether -u` on the same config file
     /// (rewritten first when `services_yaml` is given), then SIGQUIT the running process. The
-    /// new process becomes `self.child`; the old one is returned.
-    pub fn upgrade(&mut self, services_yaml: Option<&str>) -> Child {
+    /// new process becomes `self.child`; the old one is returned (killed if dropped alive).
+    pub fn upgrade(&mut self, services_yaml: Option<&str>) -> Retiring {
         if let Some(yaml) = services_yaml {
             self.write_config(yaml);
         }
         self.generation += 1;
         let new = Self::spawn(&self.dir, self.generation, &["-u"], &self.env);
         signal(self.child.id(), "QUIT");
-        std::mem::replace(&mut self.child, new)
+        Retiring(std::mem::replace(&mut self.child, new))
     }
 
     /// Runs `tether` on this instance's config file with `args`, waiting for it to exit.
@@ -299,6 +299,31 @@ fn config_text(dir: &TempDir, top_yaml: &str, admin: SocketAddr, body: &str) -> 
     format!("{keys}{top_yaml}admin:\n  listen: {admin}\n{body}")
 }
 
+/// What a failed test shows of a log: every line that is not an access line, and the
+/// last 8 access lines (a load test writes thousands; they would hide the panic message).
+fn log_digest(log: &str) -> String {
+    let access: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("tether::access"))
+        .collect();
+    let skipped = access.len().saturating_sub(8);
+    let mut kept = 0;
+    let mut out = Vec::new();
+    for line in log.lines() {
+        if line.contains("tether::access") {
+            kept += 1;
+            if kept <= skipped {
+                continue;
+            }
+        }
+        out.push(line);
+    }
+    format!(
+        "{}\n({skipped} access lines left out; the panic message is above the log)",
+        out.join("\n")
+    )
+}
+
 /// Sends a signal (`QUIT`, `TERM`, `INT`) to a process.
 pub fn signal(pid: u32, name: &str) {
     let ok = Command::new("kill")
@@ -321,12 +346,39 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<Duration> {
     None
 }
 
+/// A process told to stop after an upgrade; killed on drop if it has not stopped (a failed
+/// test leaves no process behind).
+pub struct Retiring(pub Child);
+
+impl std::ops::Deref for Retiring {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Retiring {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Retiring {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Tether {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if thread::panicking() {
-            eprintln!("---- tether log ----\n{}", self.log());
+            eprintln!(
+                "---- tether log (shortened) ----\n{}",
+                log_digest(&self.log())
+            );
         }
     }
 }
