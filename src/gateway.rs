@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use pingora_error::Result;
 
-use crate::cluster::{Cluster, HealthService};
+use crate::cluster::{Cluster, ClusterService, StateFile};
 use crate::config::{Config, ListenerConfig};
 use crate::metrics::{Metrics, RequestCounters, NONE};
 use crate::routing::{Route, Router};
@@ -26,43 +26,47 @@ pub struct Gateway {
     pub routes: Vec<Route>,
     /// The counters of requests no route took.
     pub no_route: RequestCounters,
+    /// Where runtime backend states are kept, if anywhere.
+    pub state_file: Option<StateFile>,
 }
 
 impl Gateway {
-    /// Builds the gateway of `config`, and the health services of its clusters (in cluster
-    /// order), which must be added to the server.
+    /// Builds the gateway of `config` (runtime backend states restored from the state file),
+    /// and the background services of its clusters (in cluster order), which must be added to
+    /// the server.
     pub fn build(
         config: &Config,
         ring: &Arc<KeyRing>,
-        metrics: &Metrics,
-    ) -> Result<(Arc<Gateway>, Vec<HealthService>)> {
+        metrics: &Arc<Metrics>,
+    ) -> Result<(Arc<Gateway>, Vec<ClusterService>)> {
+        let mut own: Vec<_> = config.listeners.iter().map(|l| l.address).collect();
+        own.extend(config.admin.as_ref().map(|a| a.listen));
         let mut clusters = Vec::new();
-        let mut health = Vec::new();
+        let mut services = Vec::new();
         for c in &config.clusters {
-            let (cluster, service) = Cluster::build(c, ring, metrics)?;
+            let (cluster, service) = Cluster::build(c, ring, metrics, config.routes.len(), &own)?;
             clusters.push(cluster);
-            health.push(service);
+            services.push(service);
+        }
+        let state_file = config
+            .admin
+            .as_ref()
+            .and_then(|a| a.state_file.as_deref())
+            .map(StateFile::new);
+        if let Some(file) = &state_file {
+            file.restore(&clusters);
         }
         let routes = config
             .routes
             .iter()
             .enumerate()
             .map(|(idx, r)| {
-                let own: Vec<(&str, Vec<&str>)> = r
-                    .backends
-                    .iter()
-                    .map(|w| {
-                        let c = &config.clusters[w.cluster];
-                        let ids = c.backends.iter().map(|b| b.id.as_str()).collect();
-                        (c.name.as_str(), ids)
-                    })
-                    .collect();
                 Route::new(
                     r,
                     &clusters,
                     Sessions::new(ring, r, idx),
                     metrics.session_counters(&r.name),
-                    metrics.request_counters(&r.name, &own),
+                    metrics.request_counters(&r.name, Some(idx)),
                 )
             })
             .collect();
@@ -70,9 +74,10 @@ impl Gateway {
             listeners: config.listeners.clone(),
             clusters,
             routes,
-            no_route: metrics.request_counters(NONE, &[]),
+            no_route: metrics.request_counters(NONE, None),
+            state_file,
         };
-        Ok((Arc::new(gateway), health))
+        Ok((Arc::new(gateway), services))
     }
 
     /// The routing table of listener `listener`.

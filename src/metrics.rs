@@ -16,7 +16,7 @@ pub const NONE: &str = "none";
 const STATUSES: usize = 500;
 
 /// A counter per status, each created on first use.
-type StatusCounters = Box<[OnceLock<IntCounter>]>;
+pub type StatusCounters = Box<[OnceLock<IntCounter>]>;
 
 /// Every metric tether exports.
 pub struct Metrics {
@@ -43,6 +43,10 @@ pub struct Metrics {
     pub backend_draining: IntGaugeVec,
     /// `tether_backend_ejected{cluster,backend}`.
     pub backend_ejected: IntGaugeVec,
+    /// `tether_discovery_backends{cluster}`.
+    pub discovery_backends: IntGaugeVec,
+    /// `tether_discovery_errors_total{cluster}`.
+    pub discovery_errors: IntCounterVec,
     /// `tether_tls_handshakes_total{listener,version}`.
     pub tls_handshakes: IntCounterVec,
     /// `tether_tls_certificate_expiry_timestamp_seconds{listener,certificate}`.
@@ -51,32 +55,52 @@ pub struct Metrics {
 
 /// The per-request metrics of one route, resolved once so the request path skips label hashing
 /// and the registry's locks: the duration histogram, and `tether_requests_total` per backend
-/// and status, each created on first use.
+/// and status, each created on first use. A backend's counters are cached with the backend
+/// itself (its identity outlives snapshots; discovered backends come and go), one row per route.
 pub struct RequestCounters {
     duration: prometheus::Histogram,
     requests: IntCounterVec,
     route: String,
-    /// Per cluster of the route: its name and its backends' ids by slot.
-    clusters: Vec<(String, Vec<String>)>,
-    /// Per cluster, per backend slot: a counter slot per status, allocated on first use.
-    by_backend: Vec<Vec<OnceLock<StatusCounters>>>,
+    /// The route's number: the row of a backend's cache (`None`: the counters of no route).
+    row: Option<usize>,
     /// Responses without a backend, per status.
     no_backend: StatusCounters,
+}
+
+/// The cache rows of one backend: per route, a counter slot per status.
+pub type BackendRequestCells = Box<[OnceLock<StatusCounters>]>;
+
+/// Empty cache rows for a backend of a gateway with `routes` routes.
+pub fn backend_request_cells(routes: usize) -> BackendRequestCells {
+    (0..routes).map(|_| OnceLock::new()).collect()
 }
 
 fn status_slots() -> StatusCounters {
     (0..STATUSES).map(|_| OnceLock::new()).collect()
 }
 
+/// The backend a response came from, for the counters.
+pub struct FromBackend<'a> {
+    /// Its cluster's name.
+    pub cluster: &'a str,
+    /// Its id.
+    pub id: &'a str,
+    /// Its cache rows.
+    pub cells: &'a BackendRequestCells,
+}
+
 impl RequestCounters {
-    /// Counts one response with `status` from backend `slot` of the route's cluster `cluster`
-    /// (`None`: answered without a backend).
-    pub fn observe(&self, backend: Option<(usize, usize)>, status: u16, seconds: f64) {
+    /// Counts one response with `status` from `backend` (`None`: answered without a backend).
+    pub fn observe(&self, backend: Option<FromBackend<'_>>, status: u16, seconds: f64) {
         self.duration.observe(seconds);
-        let slots = match backend {
-            Some((c, slot)) => match self.by_backend.get(c).and_then(|row| row.get(slot)) {
+        let names = match &backend {
+            Some(b) => (b.cluster, b.id),
+            None => (NONE, NONE),
+        };
+        let slots = match &backend {
+            Some(b) => match self.row.and_then(|row| b.cells.get(row)) {
                 Some(cell) => &**cell.get_or_init(status_slots),
-                None => return,
+                None => return self.counter(names, status).inc(),
             },
             None => &*self.no_backend,
         };
@@ -84,20 +108,14 @@ impl RequestCounters {
             .checked_sub(100)
             .and_then(|i| slots.get(i))
         {
-            Some(slot) => slot.get_or_init(|| self.counter(backend, status)),
+            Some(slot) => slot.get_or_init(|| self.counter(names, status)),
             // Status 0 (no response) or out of range: rare, so no cache.
-            None => &self.counter(backend, status),
+            None => &self.counter(names, status),
         };
         counter.inc();
     }
 
-    fn counter(&self, backend: Option<(usize, usize)>, status: u16) -> IntCounter {
-        let (cluster, id) = backend
-            .and_then(|(c, slot)| {
-                let (name, ids) = self.clusters.get(c)?;
-                Some((name.as_str(), ids.get(slot)?.as_str()))
-            })
-            .unwrap_or((NONE, NONE));
+    fn counter(&self, (cluster, id): (&str, &str), status: u16) -> IntCounter {
         self.requests
             .with_label_values(&[self.route.as_str(), cluster, id, &status.to_string()])
     }
@@ -193,6 +211,16 @@ impl Metrics {
                 "tether_backend_ejected",
                 "1 when outlier detection has ejected the backend",
             )?,
+            discovery_backends: gauge_of(
+                "tether_discovery_backends",
+                "Backends the last successful discovery round returned",
+                &["cluster"],
+            )?,
+            discovery_errors: counter(
+                "tether_discovery_errors_total",
+                "Failed discovery rounds (the last good set is kept)",
+                &["cluster"],
+            )?,
             tls_handshakes: counter(
                 "tether_tls_handshakes_total",
                 "Completed TLS handshakes, by listener and protocol version",
@@ -224,26 +252,13 @@ impl Metrics {
         }
     }
 
-    /// Resolves the per-request metrics of a route whose clusters (in its order) have these
-    /// names and backend ids (by slot).
-    pub fn request_counters(&self, route: &str, clusters: &[(&str, Vec<&str>)]) -> RequestCounters {
+    /// Resolves the per-request metrics of route number `row` (`None`: requests no route took).
+    pub fn request_counters(&self, route: &str, row: Option<usize>) -> RequestCounters {
         RequestCounters {
             duration: self.duration.with_label_values(&[route]),
             requests: self.requests.clone(),
             route: route.to_string(),
-            by_backend: clusters
-                .iter()
-                .map(|(_, ids)| ids.iter().map(|_| OnceLock::new()).collect())
-                .collect(),
-            clusters: clusters
-                .iter()
-                .map(|(name, ids)| {
-                    (
-                        name.to_string(),
-                        ids.iter().map(|id| id.to_string()).collect(),
-                    )
-                })
-                .collect(),
+            row,
             no_backend: status_slots(),
         }
     }
@@ -259,6 +274,25 @@ impl Metrics {
         }
         self.backend_sessions_routed
             .with_label_values(&[cluster, backend])
+    }
+
+    /// Drops the gauges of a backend that left its cluster (its counters stay).
+    pub fn forget_backend(&self, cluster: &str, backend: &str) {
+        for gauge in [
+            &self.backend_healthy,
+            &self.backend_draining,
+            &self.backend_ejected,
+        ] {
+            let _ = gauge.remove_label_values(&[cluster, backend]);
+        }
+    }
+
+    /// Creates, at 0, the discovery series of a cluster.
+    pub fn discovery(&self, cluster: &str) -> (prometheus::IntGauge, IntCounter) {
+        (
+            self.discovery_backends.with_label_values(&[cluster]),
+            self.discovery_errors.with_label_values(&[cluster]),
+        )
     }
 
     /// The registry in Prometheus text format.
@@ -277,12 +311,22 @@ mod tests {
     #[test]
     fn request_counters_count_by_route_cluster_backend_and_status() {
         let m = Metrics::new().unwrap();
-        let c = m.request_counters("web", &[("shop", vec!["a", "b"]), ("canary", vec!["c"])]);
-        c.observe(Some((0, 1)), 200, 0.01);
-        c.observe(Some((0, 1)), 200, 0.01);
-        c.observe(Some((1, 0)), 502, 0.01);
+        // Route number 1 of a gateway of two routes.
+        let c = m.request_counters("web", Some(1));
+        let cells: Vec<BackendRequestCells> = (0..3).map(|_| backend_request_cells(2)).collect();
+        let from = |cluster, id, i: usize| {
+            Some(FromBackend {
+                cluster,
+                id,
+                cells: &cells[i],
+            })
+        };
+        c.observe(from("shop", "b", 1), 200, 0.01);
+        c.observe(from("shop", "b", 1), 200, 0.01);
+        c.observe(from("canary", "c", 2), 502, 0.01);
         c.observe(None, 503, 0.0);
-        c.observe(Some((0, 0)), 0, 0.0);
+        c.observe(from("shop", "a", 0), 0, 0.0);
+        assert!(cells[1][1].get().is_some() && cells[1][0].get().is_none());
         let text = String::from_utf8(m.render()).unwrap();
         for line in [
             "tether_requests_total{backend=\"b\",cluster=\"shop\",code=\"200\",route=\"web\"} 2",

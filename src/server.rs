@@ -1,5 +1,5 @@
-//! Assembles the Pingora server from a validated [`Config`]: per cluster a health background
-//! service, per listener a proxy service (which waits for its clusters' first discovery), the
+//! Assembles the Pingora server from a validated [`Config`]: per cluster a background service
+//! (discovery and health probes), per listener a proxy service (which waits for its clusters' first discovery), the
 //! certificate watcher of the TLS listeners, the admin listener and the log flusher.
 
 use std::sync::Arc;
@@ -49,7 +49,10 @@ pub fn build(config: Config, mode: StartMode) -> Result<Server, Box<dyn std::err
 
     let health: Vec<_> = health
         .into_iter()
-        .map(|service| server.add_service(service))
+        .map(|service| {
+            let name = service.name();
+            server.add_service(background_service(&name, service))
+        })
         .collect();
     let mut watched = Vec::new();
     for (idx, listener) in gateway.listeners.iter().enumerate() {
@@ -82,7 +85,10 @@ pub fn build(config: Config, mode: StartMode) -> Result<Server, Box<dyn std::err
     }
     server.add_service(background_service("log flusher", Flusher));
     if let Some(admin) = &config.admin {
-        let mut service = Service::new("admin".to_string(), Admin::new(metrics, gateway));
+        let mut service = Service::new(
+            "admin".to_string(),
+            Admin::new(metrics, gateway, admin.token.clone()),
+        );
         service.add_tcp(&admin.listen.to_string());
         service.threads = Some(1);
         server.add_service(service);

@@ -1,183 +1,162 @@
-//! Health probes of a cluster's backends, run by Pingora's load-balancing background service;
-//! each flip sets the backend's health flag, which the cluster's snapshots read per request (a
-//! load instead of Pingora's lookup: an `ArcSwap` load and two hashes of the backend).
+//! Health probes of a cluster's backends: Pingora's TCP and HTTP checks run on whatever the
+//! current snapshot holds (backends come and go with discovery), with the thresholds counted
+//! here, per backend identity; a flip sets the member's health flag, which requests read.
 
-use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
-use pingora_core::services::background::{background_service, GenBackgroundService};
-use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::RequestHeader;
 use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
-use pingora_load_balancing::selection::RoundRobin;
-use pingora_load_balancing::{discovery, Backend, Backends, LoadBalancer};
 
-use crate::config::{ClusterConfig, HealthCheckKind};
+use super::{Backend, Cluster};
+use crate::config::{HealthCheckConfig, HealthCheckKind};
 
-/// The background task that runs the health checks of one cluster.
-pub type HealthService = GenBackgroundService<LoadBalancer<RoundRobin>>;
+/// The probes of one cluster, one check per backend identity (by slot).
+pub(super) struct Prober {
+    config: HealthCheckConfig,
+    checks: Mutex<HashMap<usize, Arc<Check>>>,
+}
 
-/// The background service probing `config`'s backends, setting the flags in `health` (one per
-/// backend address); HTTP probes reach each backend as requests do (`peers`: TLS, HTTP version).
-pub(super) fn service(
-    config: &ClusterConfig,
-    health: HashMap<SocketAddr, Arc<AtomicBool>>,
-    peers: &HashMap<SocketAddr, HttpPeer>,
-) -> Result<HealthService> {
-    let set: BTreeSet<Backend> = config
-        .backends
-        .iter()
-        .map(|b| Backend::new_with_weight(&b.socket_addr.to_string(), b.weight))
-        .collect::<Result<_>>()?;
-    let mut lb =
-        LoadBalancer::<RoundRobin>::from_backends(Backends::new(discovery::Static::new(set)));
-    // Static membership: one discovery pass; probes repeat at the configured interval.
-    lb.update_frequency = None;
-    lb.parallel_health_check = true;
-    match &config.health_check.kind {
-        HealthCheckKind::None => lb.health_check_frequency = None,
-        _ => {
-            lb.set_health_check(Box::new(Probe::new(config, health, peers)?));
-            lb.health_check_frequency = Some(config.health_check.interval);
+/// The check of one backend and its run of results.
+struct Check {
+    probe: Box<dyn HealthCheck + Send + Sync>,
+    target: pingora_load_balancing::Backend,
+    /// Consecutive results of the same kind: (healthy, count).
+    run: Mutex<(bool, usize)>,
+}
+
+impl Prober {
+    pub fn new(config: &HealthCheckConfig) -> Prober {
+        Prober {
+            config: config.clone(),
+            checks: Mutex::new(HashMap::new()),
         }
     }
-    Ok(background_service(&format!("health {}", config.name), lb))
-}
 
-/// The health check of one cluster: Pingora's TCP or HTTP check, with per-backend `Host`
-/// headers and log lines that name the cluster and backend id.
-struct Probe {
-    kind: ProbeKind,
-    summaries: HashMap<SocketAddr, String>,
-    /// The health flag of each backend address, which the cluster's snapshots read.
-    health: HashMap<SocketAddr, Arc<AtomicBool>>,
-    healthy_threshold: usize,
-    unhealthy_threshold: usize,
-}
+    /// Probes every backend of the cluster's current snapshot at once, and records the results.
+    pub async fn probe_all(&self, cluster: &Cluster) {
+        if self.config.kind == HealthCheckKind::None {
+            return;
+        }
+        let set = cluster.backends();
+        let mut checks = Vec::with_capacity(set.backends.len());
+        {
+            let mut known = self.checks.lock().unwrap_or_else(|e| e.into_inner());
+            known.retain(|slot, _| set.backends.iter().any(|b| b.slot == *slot));
+            for b in &set.backends {
+                let check = match known.get(&b.slot) {
+                    Some(check) => check.clone(),
+                    None => match self.check_for(b) {
+                        Ok(check) => {
+                            let check = Arc::new(check);
+                            known.insert(b.slot, check.clone());
+                            check
+                        }
+                        Err(e) => {
+                            log::error!(
+                                "cluster {} backend {}: cannot make its health check: {e}",
+                                cluster.config.name,
+                                b.id
+                            );
+                            continue;
+                        }
+                    },
+                };
+                checks.push((b.clone(), check));
+            }
+        }
+        let results = futures::future::join_all(checks.iter().map(|(_, check)| async {
+            // Pingora's connect errors carry the whole peer in their context: keep the type
+            // and the root cause.
+            check.probe.check(&check.target).await.map_err(|e| {
+                let cause = e.root_cause().to_string();
+                Error::explain(e.etype().clone(), cause)
+            })
+        }))
+        .await;
+        for ((backend, check), result) in checks.iter().zip(results) {
+            self.record(cluster, backend, check, result);
+        }
+    }
 
-enum ProbeKind {
-    Tcp(Box<TcpHealthCheck>),
-    /// One check per backend address, since the default `Host` is the backend's own address.
-    Http(HashMap<SocketAddr, HttpHealthCheck>),
-}
+    /// Counts a result; enough in a row flips the backend's health.
+    fn record(&self, cluster: &Cluster, backend: &Backend, check: &Check, result: Result<()>) {
+        let healthy = result.is_ok();
+        let mut run = check.run.lock().unwrap_or_else(|e| e.into_inner());
+        *run = if run.0 == healthy {
+            (healthy, run.1 + 1)
+        } else {
+            (healthy, 1)
+        };
+        let threshold = if healthy {
+            self.config.healthy_threshold
+        } else {
+            self.config.unhealthy_threshold
+        };
+        let flag = &backend.member.health;
+        if run.1 < threshold || flag.load(Ordering::Relaxed) == healthy {
+            return;
+        }
+        flag.store(healthy, Ordering::Relaxed);
+        let who = format!(
+            "cluster {} backend {} ({})",
+            cluster.config.name, backend.id, backend.socket_addr
+        );
+        match result {
+            Ok(()) => log::info!("{who} becomes healthy"),
+            Err(e) => log::warn!("{who} becomes unhealthy, {e}"),
+        }
+    }
 
-impl Probe {
-    fn new(
-        config: &ClusterConfig,
-        health: HashMap<SocketAddr, Arc<AtomicBool>>,
-        peers: &HashMap<SocketAddr, HttpPeer>,
-    ) -> Result<Probe> {
-        let hc = &config.health_check;
-        let kind = match &hc.kind {
+    /// The check of one backend: TCP, or HTTP reaching it as requests do (TLS, HTTP version).
+    fn check_for(&self, backend: &Backend) -> Result<Check> {
+        let hc = &self.config;
+        let target = pingora_load_balancing::Backend::new(&backend.socket_addr.to_string())?;
+        let probe: Box<dyn HealthCheck + Send + Sync> = match &hc.kind {
             HealthCheckKind::Http {
                 path,
                 host,
                 expect_status,
             } => {
-                let mut checks = HashMap::new();
-                for b in &config.backends {
-                    let host = host.as_deref().unwrap_or(&b.address);
-                    let mut check = HttpHealthCheck::new(host, false);
-                    if let Some(peer) = peers.get(&b.socket_addr) {
-                        check.peer_template = peer.clone();
+                let host = host.as_deref().unwrap_or(&backend.address);
+                let mut check = HttpHealthCheck::new(host, false);
+                check.peer_template = backend.peer();
+                let mut req = RequestHeader::build("GET", path.as_bytes(), None)?;
+                req.append_header("Host", host)?;
+                req.append_header("User-Agent", "tether-health-check")?;
+                check.req = req;
+                let options = &mut check.peer_template.options;
+                options.connection_timeout = Some(hc.timeout);
+                options.total_connection_timeout = Some(hc.timeout);
+                options.read_timeout = Some(hc.timeout);
+                options.write_timeout = Some(hc.timeout);
+                let expected = expect_status.clone();
+                check.validator = Some(Box::new(move |resp| {
+                    let code = resp.status.as_u16();
+                    if expected.contains(&code) {
+                        Ok(())
+                    } else {
+                        Error::e_explain(
+                            ErrorType::CustomCode("unexpected status", code),
+                            "during http health check",
+                        )
                     }
-                    let mut req = RequestHeader::build("GET", path.as_bytes(), None)?;
-                    req.append_header("Host", host)?;
-                    req.append_header("User-Agent", "tether-health-check")?;
-                    check.req = req;
-                    check.peer_template.options.connection_timeout = Some(hc.timeout);
-                    check.peer_template.options.read_timeout = Some(hc.timeout);
-                    check.peer_template.options.write_timeout = Some(hc.timeout);
-                    let expected = expect_status.clone();
-                    check.validator = Some(Box::new(move |resp| {
-                        let code = resp.status.as_u16();
-                        if expected.contains(&code) {
-                            Ok(())
-                        } else {
-                            Error::e_explain(
-                                ErrorType::CustomCode("unexpected status", code),
-                                "during http health check",
-                            )
-                        }
-                    }));
-                    checks.insert(b.socket_addr, check);
-                }
-                ProbeKind::Http(checks)
+                }));
+                Box::new(check)
             }
             _ => {
                 let mut check = TcpHealthCheck::new();
                 check.peer_template.options.connection_timeout = Some(hc.timeout);
                 check.peer_template.options.total_connection_timeout = Some(hc.timeout);
-                ProbeKind::Tcp(check)
+                check
             }
         };
-        let summaries = config
-            .backends
-            .iter()
-            .map(|b| {
-                let summary = format!(
-                    "cluster {} backend {} ({})",
-                    config.name, b.id, b.socket_addr
-                );
-                (b.socket_addr, summary)
-            })
-            .collect();
-        Ok(Probe {
-            kind,
-            summaries,
-            health,
-            healthy_threshold: hc.healthy_threshold,
-            unhealthy_threshold: hc.unhealthy_threshold,
+        Ok(Check {
+            probe,
+            target,
+            run: Mutex::new((true, 0)),
         })
-    }
-}
-
-#[async_trait]
-impl HealthCheck for Probe {
-    async fn check(&self, target: &Backend) -> Result<()> {
-        let result = match &self.kind {
-            ProbeKind::Tcp(check) => check.check(target).await,
-            ProbeKind::Http(checks) => {
-                let check = target.addr.as_inet().and_then(|addr| checks.get(addr));
-                match check {
-                    Some(check) => check.check(target).await,
-                    None => Error::e_explain(ErrorType::InternalError, "unknown backend"),
-                }
-            }
-        };
-        // Pingora's connect errors carry the whole peer (every option) in their context, which
-        // Pingora logs on each health change: keep the type and the root cause only.
-        result.map_err(|e| {
-            let cause = e.root_cause().to_string();
-            Error::explain(e.etype().clone(), cause)
-        })
-    }
-
-    /// Pingora calls this on every flip, right after recording it.
-    async fn health_status_change(&self, target: &Backend, healthy: bool) {
-        if let Some(flag) = target.addr.as_inet().and_then(|a| self.health.get(a)) {
-            flag.store(healthy, Ordering::Relaxed);
-        }
-    }
-
-    fn backend_summary(&self, target: &Backend) -> String {
-        target
-            .addr
-            .as_inet()
-            .and_then(|a| self.summaries.get(a))
-            .cloned()
-            .unwrap_or_else(|| target.addr.to_string())
-    }
-
-    fn health_threshold(&self, success: bool) -> usize {
-        if success {
-            self.healthy_threshold
-        } else {
-            self.unhealthy_threshold
-        }
     }
 }

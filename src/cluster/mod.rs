@@ -1,62 +1,68 @@
 //! A cluster: its backends as an immutable snapshot swapped whole ([`BackendSet`] in an
-//! `ArcSwap`), each backend keyed by its stable id, with health that belongs to the id and so
-//! outlives snapshots; weighted round robin over a snapshot for new sessions.
+//! `ArcSwap`), each backend keyed by its stable id, with health, outlier state and counters that
+//! belong to the id ([`Member`]) and so outlive snapshots; weighted round robin over a snapshot
+//! for new sessions. The config, discovery and the runtime API only publish new snapshots
+//! ([`members`]); a request reads the current one with one atomic load.
 //!
-//! Pingora's `LoadBalancer` runs the health probes only ([`health`]); selection is ours
-//! ([`select`]): Pingora's weighted selection falls back to pseudo-random picks when its first
-//! choice is not ready, which distorts weights, and it knows nothing of draining.
+//! Selection is ours ([`select`]); the cluster's background service ([`service`]) runs
+//! discovery and the health probes.
 
+mod discovery;
 mod health;
+mod members;
+mod outlier;
+mod peer;
 mod select;
+mod service;
+mod state_file;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
-use prometheus::IntCounter;
 
-use crate::config::{BackendConfig, BackendState, ClusterConfig, UpstreamProtocol};
-use crate::metrics::Metrics;
+use crate::config::{BackendState, ClusterConfig, HealthCheckKind, OutlierConfig};
+use crate::metrics::{backend_request_cells, FromBackend, Metrics};
 use crate::tls::{upstream_roots, UpstreamRoots};
 use crate::token::{BackendTag, KeyRing};
 
-pub use health::HealthService;
+pub use members::{Found, Member, Override, Source};
 pub(crate) use select::{first_eligible, smooth_schedule};
+pub use service::ClusterService;
+pub use state_file::StateFile;
 
 /// One backend of a cluster, as one snapshot has it.
 #[derive(Debug)]
 pub struct Backend {
     /// Stable id, unique in the cluster: what tokens pin to.
     pub id: String,
-    /// The address as written.
+    /// The address as written (`ip:port` when discovered).
     pub address: String,
-    /// The resolved address.
+    /// The address connected to.
     pub socket_addr: SocketAddr,
-    /// Weight among the cluster's backends.
+    /// Weight among the cluster's backends (a runtime weight included).
     pub weight: usize,
-    /// Whether it takes new sessions, or any request.
+    /// Whether it takes new sessions, or any request (a runtime state included).
     pub state: BackendState,
-    /// Its position in the cluster, stable for its life: the row of its request counters.
+    /// Where its state comes from.
+    pub source: Source,
+    /// Its member's slot: unique in the cluster for the life of the process.
     pub slot: usize,
-    /// Address and upstream timeouts.
+    /// Address, TLS and upstream timeouts.
     peer: HttpPeer,
-    /// Health as the probes last reported it; shared by every snapshot that has this id.
-    health: Arc<AtomicBool>,
-    /// Its token tag under each ring key (cluster and id, keyed).
-    tags: Vec<BackendTag>,
-    /// `tether_backend_sessions_routed_total{cluster,backend}`.
-    pub sessions_routed: IntCounter,
+    /// What belongs to its identity: health, outlier state, counters.
+    pub member: Arc<Member>,
 }
 
 impl Backend {
-    /// Whether the probes find it healthy.
+    /// Whether it may take requests: probes pass and outlier detection has not ejected it.
     pub fn is_healthy(&self) -> bool {
-        self.health.load(Ordering::Relaxed)
+        self.member.is_available()
     }
 
     /// Whether a valid session token may be honoured on it: healthy and not disabled.
@@ -66,10 +72,10 @@ impl Backend {
 
     /// Its tag under ring key `key_index` (0: the signing key).
     pub fn tag(&self, key_index: usize) -> &BackendTag {
-        &self.tags[key_index]
+        &self.member.tags[key_index]
     }
 
-    /// A peer for it (address and the cluster's timeouts).
+    /// A peer for it (address, TLS and the cluster's timeouts).
     pub fn peer(&self) -> HttpPeer {
         self.peer.clone()
     }
@@ -78,12 +84,21 @@ impl Backend {
 /// The backends of a cluster at one moment.
 #[derive(Debug)]
 pub struct BackendSet {
-    /// In config order.
+    /// In source order.
     pub backends: Vec<Arc<Backend>>,
     /// Indexes of `active` backends, each repeated by weight, smoothly interleaved.
     schedule: Vec<usize>,
     /// Per ring key: backend tag to index.
     by_tag: Vec<TagMap>,
+}
+
+/// What a cluster needs to make members and snapshots.
+struct Makings {
+    ring: Arc<KeyRing>,
+    metrics: Arc<Metrics>,
+    roots: Option<Arc<UpstreamRoots>>,
+    /// Routes of the gateway: the rows of a member's request counters.
+    routes: usize,
 }
 
 /// A cluster of backends.
@@ -92,55 +107,55 @@ pub struct Cluster {
     pub config: ClusterConfig,
     set: ArcSwap<BackendSet>,
     cursor: AtomicUsize,
+    registry: Mutex<members::Registry>,
+    makings: Makings,
 }
 
 impl Cluster {
-    /// Builds a cluster and the background service that keeps its backends' health (to add
-    /// to the server, or health is never probed).
+    /// Builds a cluster (its configured backends published, or none yet with discovery) and
+    /// its background service (discovery and health probes), which must be added to the
+    /// server. `routes` is the number of routes of the gateway; `own` are tether's listening
+    /// addresses (never a discovered backend).
     pub fn build(
         config: &ClusterConfig,
-        ring: &KeyRing,
-        metrics: &Metrics,
-    ) -> Result<(Arc<Cluster>, HealthService)> {
+        ring: &Arc<KeyRing>,
+        metrics: &Arc<Metrics>,
+        routes: usize,
+        own: &[SocketAddr],
+    ) -> Result<(Arc<Cluster>, ClusterService)> {
         let roots = match config.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
             Some(path) => Some(
                 upstream_roots(path).map_err(|e| Error::explain(ErrorType::InternalError, e))?,
             ),
             None => None,
         };
-        let mut health_of = HashMap::new();
-        let mut peers = HashMap::new();
-        let backends: Vec<Arc<Backend>> = config
+        let found = config
             .backends
             .iter()
-            .enumerate()
-            .map(|(slot, b)| {
-                // Healthy until a probe says otherwise, as Pingora starts each backend.
-                let health = Arc::new(AtomicBool::new(true));
-                health_of.insert(b.socket_addr, health.clone());
-                let peer = peer_template(config, b, roots.as_ref());
-                peers.insert(b.socket_addr, peer.clone());
-                Arc::new(Backend {
-                    id: b.id.clone(),
-                    address: b.address.clone(),
-                    socket_addr: b.socket_addr,
-                    weight: b.weight,
-                    state: b.state,
-                    slot,
-                    peer,
-                    health,
-                    tags: ring.backend_tags(&config.name, &b.id),
-                    sessions_routed: metrics.backend_sessions_routed(&config.name, &b.id),
-                })
+            .map(|b| Found {
+                id: b.id.clone(),
+                address: b.address.clone(),
+                socket_addr: b.socket_addr,
+                weight: b.weight,
+                state: b.state,
+                source: Source::Config,
             })
             .collect();
-        let service = health::service(config, health_of, &peers)?;
-        let cluster = Cluster {
+        let cluster = Arc::new(Cluster {
             config: config.clone(),
-            set: ArcSwap::from_pointee(BackendSet::new(backends, ring.len())),
+            set: ArcSwap::from_pointee(BackendSet::new(Vec::new(), ring.len())),
             cursor: AtomicUsize::new(0),
-        };
-        Ok((Arc::new(cluster), service))
+            registry: Mutex::new(members::Registry::default()),
+            makings: Makings {
+                ring: ring.clone(),
+                metrics: metrics.clone(),
+                roots,
+                routes,
+            },
+        });
+        cluster.set_found(found);
+        let service = ClusterService::new(cluster.clone(), metrics, own)?;
+        Ok((cluster, service))
     }
 
     /// The current backends.
@@ -175,6 +190,194 @@ impl Cluster {
             !skip(b) && b.is_healthy()
         })
     }
+
+    /// The cache and labels of `backend`'s request counters.
+    pub fn counted<'a>(&'a self, backend: &'a Backend) -> FromBackend<'a> {
+        FromBackend {
+            cluster: &self.config.name,
+            id: &backend.id,
+            cells: &backend.member.requests,
+        }
+    }
+
+    /// What a response (or its failure) from `backend` says of it, for outlier detection:
+    /// `ok` false for a connection failure, a timeout or a 5xx.
+    pub fn observe(&self, backend: &Backend, ok: bool) {
+        let Some(config) = &self.config.outlier else {
+            return;
+        };
+        let outlier = &backend.member.outlier;
+        if ok {
+            outlier.success();
+        } else if outlier.failure() >= config.consecutive_failures {
+            self.eject(backend, config);
+        }
+    }
+
+    /// Ejects `backend` unless the cluster's cap is reached.
+    fn eject(&self, backend: &Backend, config: &OutlierConfig) {
+        let _publishing = self.lock();
+        let set = self.set.load();
+        let now = outlier::now_ms();
+        if backend.member.outlier.is_ejected(now) {
+            return;
+        }
+        let ejected = set
+            .backends
+            .iter()
+            .filter(|b| b.member.outlier.is_ejected(now))
+            .count();
+        if ejected >= outlier::ejection_cap(config, set.backends.len()) {
+            log::warn!(
+                "cluster {} backend {} ({}): {} failures in a row, not ejected: {ejected} of {} \
+                 backends are ejected already (max_ejected_percent {})",
+                self.config.name,
+                backend.id,
+                backend.socket_addr,
+                config.consecutive_failures,
+                set.backends.len(),
+                config.max_ejected_percent
+            );
+            return;
+        }
+        let length = backend.member.outlier.eject(config, now);
+        log::warn!(
+            "cluster {} backend {} ({}) ejected for {}s after {} failures in a row",
+            self.config.name,
+            backend.id,
+            backend.socket_addr,
+            length.as_secs_f64(),
+            config.consecutive_failures
+        );
+    }
+
+    /// Whether the probes set health (otherwise every backend is healthy).
+    fn probed(&self) -> bool {
+        self.config.health_check.kind != HealthCheckKind::None
+    }
+
+    fn lock(&self) -> MutexGuard<'_, members::Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes what the source says now (the config's list at start, a discovery answer
+    /// later): the members of backends that stay are kept, new ones made, gone ones dropped.
+    pub fn set_found(&self, found: Vec<Found>) {
+        let mut registry = self.lock();
+        registry.found = found;
+        self.publish(&mut registry);
+    }
+
+    /// Sets or (`None`) drops the runtime override of backend `id`; `None` when the cluster
+    /// has no such backend now. Returns the backend as published.
+    pub fn set_override(
+        &self,
+        id: &str,
+        change: Option<(Option<BackendState>, Option<usize>)>,
+    ) -> Option<Arc<Backend>> {
+        let mut registry = self.lock();
+        let found = registry.found.iter().find(|f| f.id == id)?.clone();
+        match change {
+            None => {
+                registry.overrides.remove(id);
+            }
+            Some((state, weight)) => {
+                let previous = registry.overrides.get(id).copied();
+                let o = Override {
+                    state: state.or(previous.and_then(|p| p.state)),
+                    weight: weight.or(previous.and_then(|p| p.weight)),
+                    source_state: found.state,
+                    source_weight: found.weight,
+                };
+                registry.overrides.insert(id.to_string(), o);
+            }
+        }
+        self.publish(&mut registry);
+        let published = self
+            .set
+            .load()
+            .backends
+            .iter()
+            .find(|b| b.id == id)
+            .cloned();
+        published
+    }
+
+    /// The runtime overrides, by backend id.
+    pub fn overrides(&self) -> HashMap<String, Override> {
+        self.lock().overrides.clone()
+    }
+
+    /// Takes the overrides read from the state file; those of configured backends whose config
+    /// values changed since are dropped (and logged).
+    pub fn restore_overrides(&self, overrides: HashMap<String, Override>) {
+        let mut registry = self.lock();
+        registry.overrides = overrides;
+        for id in registry.drop_outdated_overrides() {
+            log::info!(
+                "cluster {} backend {id}: the config changed since its runtime state was set; \
+                 the config's state and weight hold",
+                self.config.name
+            );
+        }
+        self.publish(&mut registry);
+    }
+
+    /// Builds and stores the snapshot of `registry`.
+    fn publish(&self, registry: &mut members::Registry) {
+        let m = &self.makings;
+        let mut backends = Vec::with_capacity(registry.found.len());
+        let mut members = HashMap::with_capacity(registry.found.len());
+        for found in &registry.found {
+            let member = match registry.members.get(&found.id) {
+                Some(member) => member.clone(),
+                None => {
+                    let slot = registry.next_slot;
+                    registry.next_slot += 1;
+                    Arc::new(Member {
+                        slot,
+                        // Configured backends are healthy until a probe says otherwise (as
+                        // at start); discovered ones take requests once a probe passed.
+                        health: (found.source == Source::Config || !self.probed()).into(),
+                        outlier: Default::default(),
+                        tags: m.ring.backend_tags(&self.config.name, &found.id),
+                        sessions_routed: m
+                            .metrics
+                            .backend_sessions_routed(&self.config.name, &found.id),
+                        requests: backend_request_cells(m.routes),
+                    })
+                }
+            };
+            let (state, weight, source) = registry.effective(found);
+            backends.push(Arc::new(Backend {
+                id: found.id.clone(),
+                address: found.address.clone(),
+                socket_addr: found.socket_addr,
+                weight,
+                state,
+                source,
+                slot: member.slot,
+                peer: peer::peer_template(
+                    &self.config,
+                    &found.address,
+                    found.socket_addr,
+                    m.roots.as_ref(),
+                ),
+                member: member.clone(),
+            }));
+            members.insert(found.id.clone(), member);
+        }
+        for gone in registry
+            .members
+            .keys()
+            .filter(|id| !members.contains_key(*id))
+        {
+            m.metrics.forget_backend(&self.config.name, gone);
+        }
+        registry.members = members;
+        self.set
+            .store(Arc::new(BackendSet::new(backends, m.ring.len())));
+    }
 }
 
 impl BackendSet {
@@ -190,7 +393,7 @@ impl BackendSet {
                 backends
                     .iter()
                     .enumerate()
-                    .map(|(i, b)| (u64::from_le_bytes(b.tags[k]), i))
+                    .map(|(i, b)| (u64::from_le_bytes(*b.tag(k)), i))
                     .collect()
             })
             .collect();
@@ -200,17 +403,6 @@ impl BackendSet {
             by_tag,
         }
     }
-}
-
-/// Concurrent requests on one HTTP/2 connection to a backend.
-const H2_STREAMS_PER_CONNECTION: usize = 100;
-
-/// The host part of `host:port` (an IPv6 literal without its brackets): the default TLS name.
-fn host_of(address: &str) -> String {
-    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string()
 }
 
 /// Backend tags (as `u64`) to backend indexes. The tags are keyed hashes already, and only a
@@ -236,37 +428,4 @@ impl Hasher for TagHasher {
     fn write_u64(&mut self, v: u64) {
         self.0 = v;
     }
-}
-
-/// How the backends of a cluster are reached: address, TLS (name, verification, roots), HTTP
-/// version and timeouts.
-fn peer_template(
-    config: &ClusterConfig,
-    backend: &BackendConfig,
-    roots: Option<&Arc<UpstreamRoots>>,
-) -> HttpPeer {
-    let tls = config.tls.as_ref();
-    let sni = tls.map_or_else(String::new, |t| {
-        t.sni.clone().unwrap_or_else(|| host_of(&backend.address))
-    });
-    let mut peer = HttpPeer::new(backend.socket_addr, tls.is_some(), sni);
-    if let Some(tls) = tls {
-        peer.options.verify_cert = tls.verify;
-        peer.options.verify_hostname = tls.verify;
-        peer.options.ca = roots.cloned();
-    }
-    match config.protocol {
-        UpstreamProtocol::Http1 => peer.options.set_http_version(1, 1),
-        UpstreamProtocol::H2 | UpstreamProtocol::H2c => {
-            peer.options.set_http_version(2, 2);
-            // Requests share connections as streams (Pingora's default is one per connection).
-            peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
-        }
-    }
-    let t = &config.timeouts;
-    peer.options.connection_timeout = Some(t.connect);
-    peer.options.total_connection_timeout = Some(t.connect);
-    peer.options.read_timeout = Some(t.read);
-    peer.options.write_timeout = Some(t.write);
-    peer
 }

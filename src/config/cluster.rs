@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::decode::{Field, Fields, Res};
+use super::dynamic::{discovery, outlier, DiscoveryConfig, OutlierConfig};
 use super::tls::{upstream, UpstreamProtocol, UpstreamTls};
 use super::yaml::NodeKind;
 
@@ -17,8 +18,12 @@ pub const MAX_WEIGHT: u64 = 10_000;
 pub struct ClusterConfig {
     /// Unique name, `[A-Za-z0-9_-]+`, used in metrics labels and tokens.
     pub name: String,
-    /// Backends, in config order.
+    /// Backends, in config order (empty with `discovery`).
     pub backends: Vec<BackendConfig>,
+    /// Backends found by DNS instead of listed.
+    pub discovery: Option<DiscoveryConfig>,
+    /// Passive health from real traffic, when set.
+    pub outlier: Option<OutlierConfig>,
     /// How backends are probed.
     pub health_check: HealthCheckConfig,
     /// Upstream timeouts.
@@ -66,6 +71,16 @@ impl BackendState {
             BackendState::Active => "active",
             BackendState::Draining => "draining",
             BackendState::Disabled => "disabled",
+        }
+    }
+
+    /// The state a word names (any case).
+    pub fn from_word(word: &str) -> Option<BackendState> {
+        match word.to_ascii_lowercase().as_str() {
+            "active" => Some(BackendState::Active),
+            "draining" => Some(BackendState::Draining),
+            "disabled" => Some(BackendState::Disabled),
+            _ => None,
         }
     }
 }
@@ -165,11 +180,27 @@ pub(crate) fn cluster(field: &Field<'_>, base: &Path) -> Res<ClusterConfig> {
 /// The keys a cluster and a `services` entry share: backends, health check, timeouts, header
 /// case.
 pub(crate) fn cluster_body(f: &Fields<'_>, name: String) -> Res<ClusterConfig> {
-    let backends_field = f.req("backends")?;
-    let backend_items = backends_field.list()?;
-    if backend_items.is_empty() {
-        return Err(backends_field.err("the backend list is empty"));
-    }
+    let (backend_items, discovery) = match (f.opt("backends"), f.opt("discovery")) {
+        (Some(_), Some(d)) => {
+            return Err(d.err("a cluster has either `backends` or `discovery`, not both"))
+        }
+        (None, None) => {
+            // A misspelt key gets its did-you-mean from `req`; otherwise say both options.
+            let mut e = f.req("backends").err().unwrap_or_else(|| f.err(""));
+            if e.message.starts_with("missing required key") {
+                e.message = "missing required key `backends` (a list) or `discovery` (DNS)".into();
+            }
+            return Err(e);
+        }
+        (None, Some(d)) => (Vec::new(), Some(discovery(&d)?)),
+        (Some(list), None) => {
+            let items = list.list()?;
+            if items.is_empty() {
+                return Err(list.err("the backend list is empty"));
+            }
+            (items, None)
+        }
+    };
     let mut backends: Vec<BackendConfig> = Vec::new();
     for item in &backend_items {
         let b = backend(item)?;
@@ -187,6 +218,11 @@ pub(crate) fn cluster_body(f: &Fields<'_>, name: String) -> Res<ClusterConfig> {
     Ok(ClusterConfig {
         name,
         backends,
+        discovery,
+        outlier: f
+            .opt("outlier_detection")
+            .map(|o| outlier(&o))
+            .transpose()?,
         health_check: f
             .opt("health_check")
             .map(|h| health_check(&h))
@@ -246,17 +282,12 @@ fn backend(field: &Field<'_>) -> Res<BackendConfig> {
         None => 1,
     };
     let state = match f.opt("state") {
-        Some(s) => match s.string()?.to_ascii_lowercase().as_str() {
-            "active" => BackendState::Active,
-            "draining" => BackendState::Draining,
-            "disabled" => BackendState::Disabled,
-            _ => {
-                return Err(s.err(format!(
-                    "unknown state {}: expected active, draining or disabled",
-                    s.quoted()
-                )))
-            }
-        },
+        Some(s) => BackendState::from_word(&s.string()?).ok_or_else(|| {
+            s.err(format!(
+                "unknown state {}: expected active, draining or disabled",
+                s.quoted()
+            ))
+        })?,
         None => BackendState::Active,
     };
     f.finish()?;

@@ -152,6 +152,11 @@ impl<'a> Field<'a> {
 }
 
 impl<'a> Fields<'a> {
+    /// An error about the mapping as a whole.
+    pub fn err(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(self.line, &self.path, message)
+    }
+
     /// The field under `key`, if present and not null; `key` is known to this mapping.
     pub fn opt(&self, key: &'static str) -> Option<Field<'a>> {
         self.asked.borrow_mut().push(key.to_string());

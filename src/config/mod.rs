@@ -8,6 +8,7 @@
 mod checks;
 mod cluster;
 mod decode;
+mod dynamic;
 mod listener;
 mod route;
 mod service;
@@ -28,6 +29,7 @@ pub use cluster::{
 };
 pub use decode::parse_duration;
 use decode::{Field, Res};
+pub use dynamic::{AdminToken, DiscoveryConfig, OutlierConfig, RecordKind, MIN_ADMIN_TOKEN_LEN};
 pub use listener::ListenerConfig;
 pub use route::{
     HeaderMatch, Hostname, PathMatch, RouteConfig, RouteMatch, WeightedCluster, MAX_CLUSTER_WEIGHT,
@@ -149,6 +151,10 @@ impl Default for Limits {
 pub struct AdminConfig {
     /// Where `/metrics`, `/healthz` and `/status` are served.
     pub listen: SocketAddr,
+    /// The bearer token of the write API (`POST /clusters/...`); none: writes are refused.
+    pub token: Option<AdminToken>,
+    /// Where runtime backend states are kept across reloads and restarts.
+    pub state_file: Option<PathBuf>,
 }
 
 /// One key of the session key ring.
@@ -205,7 +211,10 @@ impl Config {
         let pingora_keys = pingora_keys();
         let server = server_conf(&top, &pingora_keys)?;
         let admin_field = top.opt("admin");
-        let admin = admin_field.as_ref().map(admin).transpose()?;
+        let admin = admin_field
+            .as_ref()
+            .map(|f| admin(f, base, env))
+            .transpose()?;
         let limits = top
             .opt("limits")
             .map(|f| limits(&f))
@@ -342,11 +351,16 @@ fn server_conf(top: &decode::Fields<'_>, pingora_keys: &[String]) -> Res<ServerC
         .map_err(|e| ConfigError::whole_file(format!("Pingora rejected the server keys: {e}")))
 }
 
-fn admin(field: &Field<'_>) -> Res<AdminConfig> {
+fn admin(field: &Field<'_>, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Res<AdminConfig> {
     let f = field.map()?;
     let listen = socket_addr(&f.req("listen")?)?;
+    let (token, state_file) = dynamic::admin_api(&f, base, env)?;
     f.finish()?;
-    Ok(AdminConfig { listen })
+    Ok(AdminConfig {
+        listen,
+        token,
+        state_file,
+    })
 }
 
 /// A listen address: `ip:port`.
@@ -386,13 +400,13 @@ fn session_keys(
                 let path = base.join(&name);
                 let bytes = std::fs::read(&path)
                     .map_err(|e| file.err(format!("cannot read `{}`: {e}", path.display())))?;
-                (file, trim_secret(bytes))
+                (file, dynamic::trim_secret(bytes))
             }
             (None, Some(var)) => {
                 let name = var.string()?;
                 let value = env(&name)
                     .ok_or_else(|| var.err(format!("environment variable `{name}` is not set")))?;
-                (var, trim_secret(value.into_bytes()))
+                (var, dynamic::trim_secret(value.into_bytes()))
             }
             (Some(_), Some(var)) => {
                 return Err(var.err("give either `secret_file` or `secret_env`, not both"))
@@ -414,14 +428,8 @@ fn session_keys(
     Ok(keys)
 }
 
-/// Trailing newlines and spaces are not part of a secret (`echo ... > key` adds one).
-fn trim_secret(mut bytes: Vec<u8>) -> Vec<u8> {
-    while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
-        bytes.pop();
-    }
-    bytes
-}
-
+#[cfg(test)]
+mod dynamic_tests;
 #[cfg(test)]
 mod gateway_tests;
 #[cfg(test)]

@@ -26,10 +26,13 @@ impl Proxy {
             }
         }
         if let (Outcome::Routed, Some(chosen)) = (ctx.outcome, &ctx.backend) {
-            chosen.backend.sessions_routed.inc();
+            chosen.backend.member.sessions_routed.inc();
         }
         let requests = route.map_or(&self.gateway.no_route, |r| &r.requests);
-        let backend = ctx.backend.as_ref().map(|c| (c.cluster, c.backend.slot));
+        let backend = match (&ctx.backend, route) {
+            (Some(c), Some(r)) => Some(r.cluster(c.cluster).counted(&c.backend)),
+            _ => None,
+        };
         requests.observe(backend, status, elapsed.as_secs_f64());
         if log::log_enabled!(target: "tether::access", log::Level::Info) {
             let req = session.req_header();

@@ -63,6 +63,8 @@ pub struct Ctx {
     refused: Vec<(usize, usize)>,
     /// A pooled connection to the chosen backend failed and the request went again to it.
     retried_stale: bool,
+    /// The chosen backend's failure was told to outlier detection already.
+    failure_observed: bool,
     /// Issue a token whose session began at this time.
     issue_start: Option<u32>,
     /// Status sent by tether itself (`fail_to_proxy`, a 404 of no route), when it answered.
@@ -118,6 +120,7 @@ impl ProxyHttp for Proxy {
             token_read: false,
             session: None,
             backend: None,
+            failure_observed: false,
             refused: Vec::new(),
             retried_stale: false,
             issue_start: None,
@@ -220,6 +223,7 @@ impl ProxyHttp for Proxy {
         let chosen = self.choose(session, ctx)?;
         let peer = chosen.backend.peer();
         ctx.backend = Some(chosen);
+        ctx.failure_observed = false;
         Ok(Box::new(peer))
     }
 
@@ -389,6 +393,7 @@ impl ProxyHttp for Proxy {
             let abandoned = e.is_some_and(|e| e.esource() == &ErrorSource::Downstream);
             connection.end(abandoned);
         }
+        self.observe_backend(session, e, ctx);
         self.account(session, ctx);
     }
 }

@@ -1,7 +1,7 @@
 //! Choosing the backend of a request: the token read once, the session decision, the route's
 //! weights, and what a backend failing means for the session.
 
-use pingora_error::{Error, ErrorType, Result};
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_proxy::Session;
 
 use super::{Ctx, Proxy};
@@ -76,12 +76,16 @@ impl Proxy {
     /// or dropped it): retry on another backend while one is left. A strict session's backend
     /// failing answers 503 instead, keeping the token.
     pub(super) fn backend_failed(&self, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
-        if let Some(chosen) = &ctx.backend {
-            ctx.refused.push((chosen.cluster, chosen.backend.slot));
-        }
         let Some(route) = self.route(ctx) else {
             return e;
         };
+        if let Some(chosen) = &ctx.backend {
+            ctx.refused.push((chosen.cluster, chosen.backend.slot));
+            route
+                .cluster(chosen.cluster)
+                .observe(&chosen.backend, false);
+            ctx.failure_observed = true;
+        }
         let strict = route.sessions.as_ref().is_some_and(|s| s.config().strict);
         if ctx.outcome == Outcome::Routed && strict {
             ctx.outcome = Outcome::FailedClosed;
@@ -99,6 +103,30 @@ impl Proxy {
         let refused = &ctx.refused;
         e.set_retry(route.any_available(&|pos, b| refused.contains(&(pos, b.slot))));
         e
+    }
+}
+
+impl Proxy {
+    /// Tells outlier detection how the chosen backend did: a response below 500 is a success;
+    /// a 5xx, a timeout or a connection failing is a failure (connection failures that led to a
+    /// retry were told as they happened). The client failing, or tether answering itself, says
+    /// nothing of the backend.
+    pub(super) fn observe_backend(&self, session: &Session, e: Option<&Error>, ctx: &Ctx) {
+        let (Some(route), Some(chosen)) = (self.route(ctx), &ctx.backend) else {
+            return;
+        };
+        if ctx.failure_observed || ctx.error_status != 0 && e.is_none() {
+            return;
+        }
+        let ok = match e {
+            Some(e) if e.esource() == &ErrorSource::Upstream => false,
+            Some(_) => return,
+            None => match session.response_written() {
+                Some(response) => response.status.as_u16() < 500,
+                None => return,
+            },
+        };
+        route.cluster(chosen.cluster).observe(&chosen.backend, ok);
     }
 }
 

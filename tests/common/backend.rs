@@ -84,7 +84,12 @@ impl Backend {
 
     /// Starts a backend on `port` (0: any).
     pub fn start_on(name: &str, port: u16) -> Backend {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind backend");
+        Self::start_at(name, &format!("127.0.0.1:{port}"))
+    }
+
+    /// Starts a backend on `addr` (another loopback address, say `127.0.0.3:0`).
+    pub fn start_at(name: &str, addr: &str) -> Backend {
+        let listener = TcpListener::bind(addr).expect("bind backend");
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(BackendState {
             name: name.to_string(),

@@ -14,6 +14,8 @@ pub struct Gateway {
     routes: Vec<Route>,
     /// Extra top-level YAML (e.g. `session_keys`).
     top: String,
+    /// Extra keys of the `admin:` section (token, state file).
+    admin: Vec<String>,
 }
 
 /// A listener: its name, and TLS and HTTP/2 when set.
@@ -26,13 +28,38 @@ pub struct Listener {
     redirect_https: Option<u16>,
 }
 
-/// A cluster: backends as `(id, address, weight)`.
-#[derive(Clone)]
+/// A cluster: backends as `(id, address, weight)`, or DNS discovery.
+#[derive(Clone, Default)]
 pub struct Cluster {
     name: String,
     backends: Vec<(String, SocketAddr, u32)>,
+    discovery: Option<Discovery>,
+    /// The `health_check` mapping (default `{type: none}`).
+    health_check: Option<String>,
+    outlier: Option<Outlier>,
+    /// `state` of backends by id, where set.
+    states: Vec<(String, String)>,
     protocol: Option<String>,
     tls: Option<UpstreamTls>,
+}
+
+/// A cluster's `discovery` (type dns).
+#[derive(Clone)]
+pub struct Discovery {
+    pub name: String,
+    /// `None` with SRV records.
+    pub port: Option<u16>,
+    pub srv: bool,
+    pub interval_ms: u64,
+    pub nameserver: SocketAddr,
+}
+
+/// A cluster's `outlier_detection`.
+#[derive(Clone)]
+pub struct Outlier {
+    pub consecutive_failures: u32,
+    pub ejection_time_ms: u64,
+    pub max_ejected_percent: u32,
 }
 
 /// A cluster's `tls`.
@@ -140,9 +167,54 @@ impl Gateway {
                 .iter()
                 .map(|(id, addr)| (id.to_string(), *addr, 1))
                 .collect(),
-            protocol: None,
-            tls: None,
+            ..Cluster::default()
         });
+        self
+    }
+
+    /// Adds a cluster whose backends DNS discovery finds.
+    pub fn discovered(mut self, name: &str, discovery: Discovery) -> Gateway {
+        self.clusters.push(Cluster {
+            name: name.into(),
+            discovery: Some(discovery),
+            ..Cluster::default()
+        });
+        self
+    }
+
+    /// Probes cluster `name`'s backends with a TCP connect every `interval_ms`.
+    pub fn tcp_health(mut self, name: &str, interval_ms: u64) -> Gateway {
+        self.cluster_mut(name).health_check = Some(format!(
+            "{{type: tcp, interval: {interval_ms}ms, timeout: 500ms}}"
+        ));
+        self
+    }
+
+    /// Probes cluster `name`'s backends with `GET path` every `interval_ms`.
+    pub fn http_health(mut self, name: &str, path: &str, interval_ms: u64) -> Gateway {
+        self.cluster_mut(name).health_check = Some(format!(
+            "{{type: http, path: {path}, interval: {interval_ms}ms, timeout: 500ms}}"
+        ));
+        self
+    }
+
+    /// Outlier detection on cluster `name`.
+    pub fn outlier(mut self, name: &str, outlier: Outlier) -> Gateway {
+        self.cluster_mut(name).outlier = Some(outlier);
+        self
+    }
+
+    /// Sets the config `state` of backend `id` of cluster `name`.
+    pub fn backend_state(mut self, name: &str, id: &str, state: &str) -> Gateway {
+        self.cluster_mut(name)
+            .states
+            .push((id.to_string(), state.to_string()));
+        self
+    }
+
+    /// Adds a key to the `admin:` section (`token_env: ADMIN_TOKEN`, `state_file: ...`).
+    pub fn admin(mut self, yaml: &str) -> Gateway {
+        self.admin.push(yaml.to_string());
         self
     }
 
@@ -162,7 +234,9 @@ impl Gateway {
 
     /// The config body for listeners at `addrs` (in the order they were added).
     pub fn body(&self, addrs: &[SocketAddr]) -> String {
-        let mut y = String::from("listeners:\n");
+        // The body follows `admin:\n  listen: ...`: more admin keys come first.
+        let mut y: String = self.admin.iter().map(|k| format!("  {k}\n")).collect();
+        y += "listeners:\n";
         for (l, addr) in self.listeners.iter().zip(addrs) {
             y += &format!("  - name: {}\n    address: \"{addr}\"\n", l.name);
             if !l.certificates.is_empty() {
@@ -187,7 +261,27 @@ impl Gateway {
         }
         y += "clusters:\n";
         for c in &self.clusters {
-            y += &format!("  - name: {}\n    health_check: {{type: none}}\n", c.name);
+            let health = c.health_check.as_deref().unwrap_or("{type: none}");
+            y += &format!("  - name: {}\n    health_check: {health}\n", c.name);
+            if let Some(d) = &c.discovery {
+                y += &format!(
+                    "    discovery: {{type: dns, name: {}, interval: {}ms, nameservers: [\"{}\"]",
+                    d.name, d.interval_ms, d.nameserver
+                );
+                if let Some(port) = d.port {
+                    y += &format!(", port: {port}");
+                }
+                if d.srv {
+                    y += ", record: SRV";
+                }
+                y += "}\n";
+            }
+            if let Some(o) = &c.outlier {
+                y += &format!(
+                    "    outlier_detection: {{consecutive_failures: {}, ejection_time: {}ms, max_ejected_percent: {}}}\n",
+                    o.consecutive_failures, o.ejection_time_ms, o.max_ejected_percent
+                );
+            }
             if let Some(p) = &c.protocol {
                 y += &format!("    protocol: {p}\n");
             }
@@ -203,9 +297,18 @@ impl Gateway {
                     y += &format!("      ca_file: \"{}\"\n", ca.display());
                 }
             }
-            y += "    backends:\n";
+            if c.discovery.is_none() {
+                y += "    backends:\n";
+            }
             for (id, addr, weight) in &c.backends {
-                y += &format!("      - {{address: \"{addr}\", id: \"{id}\", weight: {weight}}}\n");
+                let state = c
+                    .states
+                    .iter()
+                    .find(|(b, _)| b == id)
+                    .map_or(String::new(), |(_, s)| format!(", state: {s}"));
+                y += &format!(
+                    "      - {{address: \"{addr}\", id: \"{id}\", weight: {weight}{state}}}\n"
+                );
             }
         }
         y += "routes:\n";
@@ -241,7 +344,7 @@ impl Gateway {
             &self.top,
             self.listeners.len(),
             &|addrs| self.body(addrs),
-            &[("TEST_KEY", TEST_KEY)],
+            &[("TEST_KEY", TEST_KEY), ("ADMIN_TOKEN", ADMIN_TOKEN)],
         )
     }
 }
@@ -254,6 +357,9 @@ impl Gateway {
         t.upgrade(None)
     }
 }
+
+/// The admin token the gateway tests run with (`token_env: ADMIN_TOKEN`).
+pub const ADMIN_TOKEN: &str = "admin-test-token-0123456789";
 
 /// The session key the gateway tests run with.
 pub const TEST_KEY: &str = "gateway-test-key-0123456789abcdef0123";

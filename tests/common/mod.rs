@@ -2,6 +2,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod certs;
+pub mod dns;
 pub mod gateway;
 pub mod load;
 pub mod recording;

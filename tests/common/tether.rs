@@ -201,6 +201,21 @@ impl Tether {
         Retiring(std::mem::replace(&mut self.child, new))
     }
 
+    /// Stops tether (SIGTERM, then waits) and starts it again on the same config and ports, as a
+    /// restart does; waits until the admin listener answers.
+    pub fn restart(&mut self) {
+        signal(self.child.id(), "TERM");
+        wait_exit(&mut self.child, Duration::from_secs(10)).expect("tether stops on SIGTERM");
+        self.generation += 1;
+        self.child = Self::spawn(&self.dir, self.generation, &[], &self.env);
+        let admin = self.admin;
+        eventually(Duration::from_secs(20), "tether to start again", || {
+            get(admin, "/healthz", &[])
+                .is_ok_and(|r| r.status() == 200)
+                .then_some(())
+        });
+    }
+
     /// Runs `tether` on this instance's config file with `args`, waiting for it to exit.
     pub fn run_once(&self, args: &[&str]) -> std::process::Output {
         Command::new(tether_bin())
@@ -253,6 +268,37 @@ impl Tether {
             .unwrap_or_else(|| panic!("no listener `{name}` in /status"))
             .parse()
             .unwrap()
+    }
+
+    /// The backends of cluster `name` as `/status` shows them.
+    pub fn backends_of(&self, name: &str) -> Vec<serde_json::Value> {
+        let status: serde_json::Value = serde_json::from_str(&self.status()).unwrap();
+        let clusters = status["clusters"].as_array().expect("clusters in /status");
+        let cluster = clusters.iter().find(|c| c["name"] == name);
+        cluster
+            .and_then(|c| c["backends"].as_array())
+            .unwrap_or_else(|| panic!("no cluster `{name}` in /status"))
+            .clone()
+    }
+
+    /// The ids of cluster `name`'s backends (sorted) once `ready` holds for the list.
+    pub fn wait_backends(
+        &self,
+        name: &str,
+        what: &str,
+        ready: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<String> {
+        eventually(Duration::from_secs(10), what, || {
+            let backends = self.backends_of(name);
+            ready(&backends).then(|| {
+                let mut ids: Vec<String> = backends
+                    .iter()
+                    .map(|b| b["id"].as_str().unwrap().to_string())
+                    .collect();
+                ids.sort();
+                ids
+            })
+        })
     }
 
     /// `GET /metrics` text.

@@ -1,4 +1,7 @@
-//! The admin listener: `GET /metrics`, `/healthz` and `/status`.
+//! The admin listener: `GET /metrics`, `/healthz` and `/status`, and with a token the write
+//! API ([`api`]): `POST /clusters/{cluster}/backends/{id}`.
+
+mod api;
 
 use std::sync::Arc;
 
@@ -8,20 +11,29 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use serde_json::json;
 
-use crate::config::BackendState;
+use crate::cluster::Backend;
+use crate::config::{AdminToken, BackendState};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
+
+pub use api::token_matches;
 
 /// Serves the admin endpoints.
 pub struct Admin {
     metrics: Arc<Metrics>,
     gateway: Arc<Gateway>,
+    /// The write API's bearer token; none: writes are refused (403).
+    token: Option<AdminToken>,
 }
 
 impl Admin {
-    /// An admin app over these metrics and this gateway.
-    pub fn new(metrics: Arc<Metrics>, gateway: Arc<Gateway>) -> Self {
-        Admin { metrics, gateway }
+    /// An admin app over these metrics and this gateway; `token` enables the write API.
+    pub fn new(metrics: Arc<Metrics>, gateway: Arc<Gateway>, token: Option<AdminToken>) -> Self {
+        Admin {
+            metrics,
+            gateway,
+            token,
+        }
     }
 
     /// Sets the backend gauges from the live state: read at scrape time, so they are exact
@@ -33,11 +45,13 @@ impl Admin {
                 let m = &self.metrics;
                 m.backend_healthy
                     .with_label_values(&labels)
-                    .set(i64::from(b.is_healthy()));
+                    .set(i64::from(b.member.passes_probes()));
                 m.backend_draining
                     .with_label_values(&labels)
                     .set(i64::from(b.state == BackendState::Draining));
-                m.backend_ejected.with_label_values(&labels).set(0);
+                m.backend_ejected
+                    .with_label_values(&labels)
+                    .set(i64::from(b.member.outlier.ejected_flag()));
             }
         }
     }
@@ -94,17 +108,7 @@ impl Admin {
                     .backends()
                     .backends
                     .iter()
-                    .map(|b| {
-                        json!({
-                            "id": b.id,
-                            "address": b.address,
-                            "weight": b.weight,
-                            "state": b.state.as_str(),
-                            "healthy": b.is_healthy(),
-                            "ejected": false,
-                            "source": "config",
-                        })
-                    })
+                    .map(|b| backend_json(b))
                     .collect();
                 json!({ "name": c.config.name, "backends": backends })
             })
@@ -118,6 +122,19 @@ impl Admin {
     }
 }
 
+/// A backend as `/status` and the write API show it.
+fn backend_json(b: &Backend) -> serde_json::Value {
+    json!({
+        "id": b.id,
+        "address": b.address,
+        "weight": b.weight,
+        "state": b.state.as_str(),
+        "healthy": b.member.passes_probes(),
+        "ejected": b.member.outlier.ejected_flag(),
+        "source": b.source.as_str(),
+    })
+}
+
 fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     Response::builder()
         .status(status)
@@ -128,19 +145,27 @@ fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Ve
         .unwrap_or_default()
 }
 
+/// `405` with the method that is allowed.
+fn not_allowed(allow: &'static str) -> Response<Vec<u8>> {
+    let mut r = respond(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "text/plain",
+        b"method not allowed\n".to_vec(),
+    );
+    r.headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+    r
+}
+
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
+        if req.uri.path().starts_with("/clusters/") {
+            return self.write(session).await;
+        }
         if req.method != Method::GET {
-            let mut r = respond(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "text/plain",
-                b"method not allowed\n".to_vec(),
-            );
-            r.headers_mut()
-                .insert(http::header::ALLOW, http::HeaderValue::from_static("GET"));
-            return r;
+            return not_allowed("GET");
         }
         match req.uri.path() {
             "/metrics" => {
