@@ -200,3 +200,34 @@ fn tether_starts_without_an_answer_and_serves_once_one_comes() {
         },
     );
 }
+
+#[test]
+fn hostile_answers_never_lose_the_set() {
+    let a = Backend::start_at("a", "127.0.0.2:0");
+    let port = a.addr.port();
+    // 0.0.0.0 and a multicast address are no backends.
+    let dns = DnsServer::start(
+        &[("0.0.0.0", NAME), ("224.0.0.1", NAME), ("127.0.0.2", NAME)],
+        &[],
+    );
+    let t = gateway(dns_of(&dns, Some(port), false)).start();
+    let found = t.wait_backends("app", "the one usable address", |bs| {
+        bs.len() == 1 && bs[0]["healthy"] == true
+    });
+    assert_eq!(found, [format!("127.0.0.2:{port}")]);
+    // Thousands of records (a truncated UDP answer, then TCP): the first 1024 are taken.
+    let many: Vec<String> = (0..3000)
+        .map(|i| format!("127.1.{}.{}", i / 250, i % 250 + 1))
+        .collect();
+    let hosts: Vec<(&str, &str)> = many.iter().map(|ip| (ip.as_str(), NAME)).collect();
+    dns.set_hosts(&hosts);
+    t.wait_backends("app", "the first 1024 of 3000 addresses", |bs| bs.len() == 1024);
+    t.wait_for_log(&["3000 addresses, taking the first 1024"]);
+    // An answer of nothing usable keeps the last good set, counted as an error.
+    dns.set_hosts(&[("0.0.0.0", NAME)]);
+    eventually(Duration::from_secs(10), "an unusable answer counted", || {
+        (t.metric("tether_discovery_errors_total{cluster=\"app\"}")? >= 1.0).then_some(())
+    });
+    assert_eq!(t.backends_of("app").len(), 1024);
+    assert_eq!(get(t.admin, "/healthz", &[]).unwrap().status(), 200);
+}

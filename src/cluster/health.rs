@@ -17,11 +17,14 @@ use crate::config::{HealthCheckConfig, HealthCheckKind};
 pub(super) struct Prober {
     config: HealthCheckConfig,
     checks: Mutex<HashMap<usize, Arc<Check>>>,
+    /// The TCP probe, shared: each of Pingora's checks makes a connector of its own, which
+    /// under rustls loads the system's root certificates (milliseconds each).
+    tcp: Arc<TcpHealthCheck>,
 }
 
 /// The check of one backend and its run of results.
 struct Check {
-    probe: Box<dyn HealthCheck + Send + Sync>,
+    probe: Arc<dyn HealthCheck + Send + Sync>,
     target: pingora_load_balancing::Backend,
     /// Consecutive results of the same kind: (healthy, count).
     run: Mutex<(bool, usize)>,
@@ -29,9 +32,13 @@ struct Check {
 
 impl Prober {
     pub fn new(config: &HealthCheckConfig) -> Prober {
+        let mut tcp = TcpHealthCheck::new();
+        tcp.peer_template.options.connection_timeout = Some(config.timeout);
+        tcp.peer_template.options.total_connection_timeout = Some(config.timeout);
         Prober {
             config: config.clone(),
             checks: Mutex::new(HashMap::new()),
+            tcp: Arc::from(tcp),
         }
     }
 
@@ -110,11 +117,12 @@ impl Prober {
         }
     }
 
-    /// The check of one backend: TCP, or HTTP reaching it as requests do (TLS, HTTP version).
+    /// The check of one backend: TCP, or HTTP reaching it as requests do (TLS, HTTP version;
+    /// one check each, since the default `Host` is the backend's own address).
     fn check_for(&self, backend: &Backend) -> Result<Check> {
         let hc = &self.config;
         let target = pingora_load_balancing::Backend::new(&backend.socket_addr.to_string())?;
-        let probe: Box<dyn HealthCheck + Send + Sync> = match &hc.kind {
+        let probe: Arc<dyn HealthCheck + Send + Sync> = match &hc.kind {
             HealthCheckKind::Http {
                 path,
                 host,
@@ -144,14 +152,9 @@ impl Prober {
                         )
                     }
                 }));
-                Box::new(check)
+                Arc::new(check)
             }
-            _ => {
-                let mut check = TcpHealthCheck::new();
-                check.peer_template.options.connection_timeout = Some(hc.timeout);
-                check.peer_template.options.total_connection_timeout = Some(hc.timeout);
-                check
-            }
+            _ => self.tcp.clone(),
         };
         Ok(Check {
             probe,
