@@ -221,13 +221,36 @@ fn hostile_answers_never_lose_the_set() {
         .collect();
     let hosts: Vec<(&str, &str)> = many.iter().map(|ip| (ip.as_str(), NAME)).collect();
     dns.set_hosts(&hosts);
-    t.wait_backends("app", "the first 1024 of 3000 addresses", |bs| bs.len() == 1024);
+    t.wait_backends("app", "the first 1024 of 3000 addresses", |bs| {
+        bs.len() == 1024
+    });
     t.wait_for_log(&["3000 addresses, taking the first 1024"]);
     // An answer of nothing usable keeps the last good set, counted as an error.
     dns.set_hosts(&[("0.0.0.0", NAME)]);
-    eventually(Duration::from_secs(10), "an unusable answer counted", || {
-        (t.metric("tether_discovery_errors_total{cluster=\"app\"}")? >= 1.0).then_some(())
-    });
+    eventually(
+        Duration::from_secs(10),
+        "an unusable answer counted",
+        || (t.metric("tether_discovery_errors_total{cluster=\"app\"}")? >= 1.0).then_some(()),
+    );
     assert_eq!(t.backends_of("app").len(), 1024);
+    assert_eq!(get(t.admin, "/healthz", &[]).unwrap().status(), 200);
+}
+
+#[test]
+fn a_cname_loop_is_a_failed_round() {
+    let looping = ScriptServer::start("dns_hostile.py", &[]);
+    let t = gateway(Discovery {
+        name: NAME.into(),
+        port: Some(80),
+        srv: false,
+        interval_ms: 300,
+        nameserver: looping.addr,
+    })
+    .start();
+    eventually(Duration::from_secs(10), "failed rounds counted", || {
+        (t.metric("tether_discovery_errors_total{cluster=\"app\"}")? >= 2.0).then_some(())
+    });
+    assert!(t.backends_of("app").is_empty());
+    assert_eq!(get(t.listen, "/", &[]).unwrap().status(), 503);
     assert_eq!(get(t.admin, "/healthz", &[]).unwrap().status(), 200);
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use prometheus::IntCounter;
 use serde::{Deserialize, Serialize};
 
-use super::outlier::{now_ms, Outlier};
+use super::outlier::Outlier;
 use crate::config::BackendState;
 use crate::metrics::BackendRequestCells;
 use crate::token::BackendTag;
@@ -99,7 +99,7 @@ impl Member {
 
     /// Whether it may take requests: its probes pass and outlier detection has not ejected it.
     pub fn is_available(&self) -> bool {
-        self.health.load(Ordering::Relaxed) && !self.outlier.is_ejected(now_ms())
+        self.health.load(Ordering::Relaxed) && !self.outlier.is_ejected_now()
     }
 }
 

@@ -46,6 +46,12 @@ impl Outlier {
         self.failures.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// Whether it is ejected now: a relaxed load, and the clock only while ejected (the
+    /// request path asks this for every candidate backend).
+    pub fn is_ejected_now(&self) -> bool {
+        self.ejected.load(Ordering::Relaxed) && self.is_ejected(now_ms())
+    }
+
     /// Whether it is ejected at `now` (ms); an ejection that has run out ends here.
     pub fn is_ejected(&self, now: u64) -> bool {
         if !self.ejected.load(Ordering::Relaxed) {
