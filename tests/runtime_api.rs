@@ -70,6 +70,13 @@ fn two_backends(a: &Backend, b: &Backend) -> Gateway {
         .route(Route::new("app").to("app", 1).cookie("sid"))
 }
 
+/// `gateway` with the write API on and its runtime states kept in `state`.
+fn with_state_file(gateway: Gateway, state: &std::path::Path) -> Gateway {
+    gateway
+        .admin("token_env: ADMIN_TOKEN")
+        .admin(&format!("state_file: \"{}\"", state.display()))
+}
+
 /// The `state`, `weight` and `source` of backend `id` in `/status`.
 fn shown(t: &Tether, id: &str) -> (String, u64, String) {
     let backends = t.backends_of("app");
@@ -219,10 +226,7 @@ fn the_state_file_keeps_a_drain_across_upgrade_and_restart() {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
     let dir = TempDir::new();
     let state = dir.path("state.json");
-    let gw = two_backends(&a, &b)
-        .top("grace_period_seconds: 1\n")
-        .admin("token_env: ADMIN_TOKEN")
-        .admin(&format!("state_file: \"{}\"", state.display()));
+    let gw = with_state_file(two_backends(&a, &b), &state);
     let mut t = gw.start();
     assert_eq!(set(&t, "app", "a", r#"{"state": "draining"}"#).0, 200);
     assert_eq!(set(&t, "app", "b", r#"{"weight": 5}"#).0, 200);
@@ -252,10 +256,7 @@ fn the_state_file_keeps_a_drain_across_upgrade_and_restart() {
 fn a_config_edited_since_wins_over_the_kept_state() {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
     let dir = TempDir::new();
-    let state = dir.path("state.json");
-    let gw = two_backends(&a, &b)
-        .admin("token_env: ADMIN_TOKEN")
-        .admin(&format!("state_file: \"{}\"", state.display()));
+    let gw = with_state_file(two_backends(&a, &b), &dir.path("state.json"));
     let mut t = gw.start();
     assert_eq!(set(&t, "app", "a", r#"{"state": "draining"}"#).0, 200);
     // The operator edits the file: backend a is now `disabled` there; the reload takes it.

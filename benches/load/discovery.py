@@ -72,18 +72,7 @@ http {{
                                   f"--port={DNS_PORT}", f"--addn-hosts={base.WORK}/hosts"], cpu=base.LOAD_CPU)
     listed = "\n".join(f"      - {ip}:{NGINX_PORT}" for ip in STABLE + SWAP[0])
     session = "session_persistence: {type: Cookie, name: _srv_id, absolute_timeout: 8h, idle_timeout: 30m}"
-    conf = base.write("tether-discovery.yaml", f"""version: 1
-threads: 1
-pid_file: {base.WORK}/tether-discovery.pid
-upgrade_sock: {base.WORK}/tether-discovery.sock
-grace_period_seconds: 0
-graceful_shutdown_timeout_seconds: 0
-admin:
-  listen: 127.0.0.1:{ADMIN}
-session_keys:
-  - id: bench
-    secret_env: BENCH_SESSION_KEY
-listeners:
+    conf = base.write("tether-discovery.yaml", base.tether_head("tether-discovery", ADMIN) + f"""listeners:
   - {{name: static, address: 127.0.0.1:{PORTS['static']}}}
   - {{name: discovered, address: 127.0.0.1:{PORTS['discovered']}}}
 clusters:
@@ -98,9 +87,9 @@ routes:
   - {{name: static, listeners: [static], backends: [{{cluster: static}}], {session}}}
   - {{name: discovered, listeners: [discovered], backends: [{{cluster: discovered}}], {session}}}
 """)
-    env = dict(os.environ, BENCH_SESSION_KEY="load-bench-key-not-a-secret-0123456789", RUST_LOG="info")
+    env = dict(os.environ, BENCH_SESSION_KEY="load-bench-key-not-a-secret-0123456789",
+               RUST_LOG="warn,tether::cluster::discovery=info")
     env.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
-    env.update({"RUST_LOG": "warn,tether::cluster::discovery=info"})
     procs.start("tether", [f"{base.ROOT}/target/release/tether", "-c", conf], env=env, cpu=base.PROXY_CPU)
     for port in PORTS.values():
         base.wait_port(port)

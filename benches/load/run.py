@@ -108,6 +108,23 @@ def key_values(items):
     return [(k.strip(), v.strip()) for k, v in (kv.split("=", 1) for kv in items)]
 
 
+def tether_head(name, admin, extra=""):
+    """The top of a bench tether config: one thread, files named after `name`, no grace
+    periods, the admin listener on `admin`, the bench session key (BENCH_SESSION_KEY)."""
+    return f"""version: 1
+threads: 1
+{extra}pid_file: {WORK}/{name}.pid
+upgrade_sock: {WORK}/{name}.sock
+grace_period_seconds: 0
+graceful_shutdown_timeout_seconds: 0
+admin:
+  listen: 127.0.0.1:{admin}
+session_keys:
+  - id: bench
+    secret_env: BENCH_SESSION_KEY
+"""
+
+
 def gateway_yaml(routes, backend_lines, service_extra):
     """The sticky tether service as a gateway of `routes` routes over routes/2 hostnames."""
     hosts = routes // 2
@@ -206,18 +223,7 @@ backend be
       idle_timeout: 30m
 """
     gateway = gateway_yaml(routes, backend_lines, service_extra) if routes else ""
-    tether_conf = write("tether.yaml", f"""version: 1
-threads: 1
-{extra}pid_file: {WORK}/tether.pid
-upgrade_sock: {WORK}/tether.sock
-grace_period_seconds: 0
-graceful_shutdown_timeout_seconds: 0
-admin:
-  listen: 127.0.0.1:{TETHER_ADMIN}
-session_keys:
-  - id: bench
-    secret_env: BENCH_SESSION_KEY
-{gateway}services:
+    tether_conf = write("tether.yaml", tether_head("tether", TETHER_ADMIN, extra) + f"""{gateway}services:
 {"" if routes else sticky}  - name: bench-rr
     listen: 127.0.0.1:{PORTS['tether-rr']}
     backends:

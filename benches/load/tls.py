@@ -91,18 +91,7 @@ backend be
     procs.start("pingora", [f"{base.ROOT}/target/release/examples/plain_lb", "-c", pingora_conf], env=env, cpu=base.PROXY_CPU)
 
     backend_lines = "\n".join(f"      - {{address: 127.0.0.1:{p}, id: app-{i}}}" for i, p in enumerate(base.BACKEND_PORTS, 1))
-    tether_conf = base.write("tether-tls.yaml", f"""version: 1
-threads: 1
-pid_file: {base.WORK}/tether-tls.pid
-upgrade_sock: {base.WORK}/tether-tls.sock
-grace_period_seconds: 0
-graceful_shutdown_timeout_seconds: 0
-admin:
-  listen: 127.0.0.1:{ADMIN}
-session_keys:
-  - id: bench
-    secret_env: BENCH_SESSION_KEY
-listeners:
+    tether_conf = base.write("tether-tls.yaml", base.tether_head("tether-tls", ADMIN) + f"""listeners:
   - name: bench
     address: 127.0.0.1:{PORTS['tether']}
     tls:
