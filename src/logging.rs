@@ -24,15 +24,43 @@ pub const FLUSH_BYTES: usize = 32 * 1024;
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 static BUFFER: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+/// Access lines are JSON objects, alone on their line (`access_log.format: json`).
+static JSON_ACCESS: AtomicBool = AtomicBool::new(false);
+
+/// The target of access lines.
+pub const ACCESS: &str = "tether::access";
+
+/// Makes access lines JSON objects (`true`) or text.
+pub fn set_json_access(json: bool) {
+    JSON_ACCESS.store(json, Ordering::Relaxed);
+}
+
+/// Whether access lines are JSON objects.
+pub fn json_access() -> bool {
+    JSON_ACCESS.load(Ordering::Relaxed)
+}
 /// Set while the [`Flusher`] runs: only then are lines buffered.
 static BATCHING: AtomicBool = AtomicBool::new(false);
 
-/// Installs the logger: `RUST_LOG` filters (default `info`), output to stderr.
+/// Installs the logger: `RUST_LOG` filters (default `info`), output to stderr, each line
+/// `[time LEVEL target] message`, except JSON access lines: the object alone.
 pub fn init() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .target(env_logger::Target::Pipe(Box::new(BatchedStderr)))
-        // Messages are one line: no wrapper scanning every piece for newlines to indent.
-        .format_indent(None)
+        .format(|buf, record| {
+            if record.target() == ACCESS && json_access() {
+                writeln!(buf, "{}", record.args())
+            } else {
+                writeln!(
+                    buf,
+                    "[{} {:<5} {}] {}",
+                    buf.timestamp(),
+                    record.level(),
+                    record.target(),
+                    record.args()
+                )
+            }
+        })
         .init();
 }
 

@@ -33,6 +33,7 @@ pub struct StartMode {
 
 /// Builds the bootstrapped server, ready for `run_forever`.
 pub fn build(config: Config, mode: StartMode) -> Result<Server, Box<dyn std::error::Error>> {
+    crate::logging::set_json_access(config.access_log == crate::config::AccessLogFormat::Json);
     for warning in &config.warnings {
         log::warn!("{}:{warning}", config.path.display());
     }

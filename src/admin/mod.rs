@@ -1,7 +1,8 @@
-//! The admin listener: `GET /metrics`, `/healthz` and `/status`, and with a token the write
-//! API ([`api`]): `POST /clusters/{cluster}/backends/{id}`.
+//! The admin listener: `GET /metrics`, `/healthz`, `/status` and the status page `/`
+//! ([`page`]), and with a token the write API ([`api`]): `POST /clusters/{cluster}/backends/{id}`.
 
 mod api;
+mod page;
 
 use std::sync::Arc;
 
@@ -177,6 +178,11 @@ impl ServeHttp for Admin {
                 )
             }
             "/healthz" => respond(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            "/" => respond(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                page::render(&self.gateway).into_bytes(),
+            ),
             "/status" => {
                 let mut body = serde_json::to_vec_pretty(&self.status()).unwrap_or_default();
                 body.push(b'\n');

@@ -110,6 +110,8 @@ pub struct Config {
     pub session_keys: Vec<SessionKey>,
     /// Limits on what clients may send.
     pub limits: Limits,
+    /// How access lines are written.
+    pub access_log: AccessLogFormat,
     /// Where connections are accepted: `listeners`, then those `services` make.
     pub listeners: Vec<ListenerConfig>,
     /// The backend clusters: `clusters`, then those `services` make.
@@ -119,6 +121,16 @@ pub struct Config {
     /// What is valid but should be looked at (certificates about to expire), as
     /// `line: key path: message`; printed by `-t` and logged at start.
     pub warnings: Vec<String>,
+}
+
+/// `access_log.format`: one text line per request, or one JSON object per line (SPEC 9).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// `[time INFO tether::access] client "GET /path" 200 host=... route=...`.
+    #[default]
+    Text,
+    /// `{"time": ..., "client": ..., ...}`, nothing else on the line.
+    Json,
 }
 
 /// `limits:` section: what clients may send, and for how long.
@@ -220,6 +232,10 @@ impl Config {
             .map(|f| limits(&f))
             .transpose()?
             .unwrap_or_default();
+        let access_log = match top.opt("access_log") {
+            Some(f) => access_log(&f)?,
+            None => AccessLogFormat::Text,
+        };
         let session_keys = match top.opt("session_keys") {
             Some(f) => session_keys(&f, base, env)?,
             None => Vec::new(),
@@ -278,12 +294,32 @@ impl Config {
             admin,
             session_keys,
             limits,
+            access_log,
             listeners,
             clusters,
             routes,
             warnings,
         })
     }
+}
+
+fn access_log(field: &Field<'_>) -> Res<AccessLogFormat> {
+    let f = field.map()?;
+    let format = match f.opt("format") {
+        None => AccessLogFormat::Text,
+        Some(v) => match v.string()?.to_ascii_lowercase().as_str() {
+            "text" => AccessLogFormat::Text,
+            "json" => AccessLogFormat::Json,
+            _ => {
+                return Err(v.err(format!(
+                    "unknown format {}: expected text or json",
+                    v.quoted()
+                )))
+            }
+        },
+    };
+    f.finish()?;
+    Ok(format)
 }
 
 fn limits(field: &Field<'_>) -> Res<Limits> {
