@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real clients the black-box tests drive and a fresh Debian/Ubuntu machine may lack:
 # curl (HTTP/1.1, HTTP/2), openssl (s_client), h2load, Chromium (headless, for the browser
-# test, with NSS's certutil), dnsmasq (a DNS server for discovery), and Python's h2 and grpcio (HTTP/2 and gRPC clients and servers). Idempotent; needs
+# test, with NSS's certutil), dnsmasq (a DNS server for discovery), Prometheus (promtool and a server), and Python's h2 and grpcio (HTTP/2 and gRPC clients and servers). Idempotent; needs
 # root or sudo only when something is missing.
 set -euo pipefail
 missing=()
@@ -13,6 +13,8 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
 # dnsmasq (the binary only, no system service): the DNS server of the discovery tests.
 command -v dnsmasq >/dev/null 2>&1 || missing+=(dnsmasq-base)
+# Prometheus and promtool: the alert rules are checked, and a real Prometheus scrapes tether.
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 python=${TETHER_TEST_PYTHON:-python3}
 command -v "$python" >/dev/null 2>&1 || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
