@@ -254,3 +254,30 @@ fn a_cname_loop_is_a_failed_round() {
     assert_eq!(get(t.listen, "/", &[]).unwrap().status(), 503);
     assert_eq!(get(t.admin, "/healthz", &[]).unwrap().status(), 200);
 }
+
+#[test]
+fn a_large_answer_that_changes_is_followed() {
+    // 200 addresses do not fit a UDP answer: each round goes over TCP, where dnsmasq answers
+    // from a child forked at connect time (stale if the connection were kept).
+    let a = Backend::start_at("a", "127.0.0.2:0");
+    let port = a.addr.port();
+    let set =
+        |third: u8| -> Vec<String> { (1..=200).map(|i| format!("127.5.{third}.{i}")).collect() };
+    let first = set(1);
+    let hosts: Vec<(&str, &str)> = first.iter().map(|ip| (ip.as_str(), NAME)).collect();
+    let dns = DnsServer::start(&hosts, &[]);
+    let t = gateway(dns_of(&dns, Some(port), false)).start();
+    t.wait_backends("app", "the first 200", |bs| bs.len() == 200);
+    for round in 2..=4u8 {
+        let next = set(round);
+        let hosts: Vec<(&str, &str)> = next.iter().map(|ip| (ip.as_str(), NAME)).collect();
+        dns.set_hosts(&hosts);
+        let prefix = format!("127.5.{round}.");
+        t.wait_backends("app", "the changed 200", |bs| {
+            bs.len() == 200
+                && bs
+                    .iter()
+                    .all(|b| b["id"].as_str().unwrap().starts_with(&prefix))
+        });
+    }
+}

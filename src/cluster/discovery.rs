@@ -3,6 +3,11 @@
 //! every interval through `hickory-resolver`. A round that fails, times out or finds nothing
 //! keeps the last good set; every failure is counted and logged here (Pingora's own discovery
 //! drops them silently).
+//!
+//! Each round makes a resolver of its own (from a configuration read once): nothing carries
+//! over between rounds, no cache and no connection. A kept TCP connection could be answered
+//! from stale data: dnsmasq, for one, serves each TCP connection from a forked child holding
+//! the records of the moment it was forked.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -30,7 +35,7 @@ pub struct Discovery {
     config: DiscoveryConfig,
     /// The name as asked: fully qualified, so no search domain is tried.
     fqdn: String,
-    resolver: TokioResolver,
+    setup: (ResolverConfig, ResolverOpts),
     /// tether's own listening addresses: a backend there would loop requests back.
     own: Vec<SocketAddr>,
     backends: IntGauge,
@@ -48,7 +53,7 @@ impl Discovery {
         let (backends, errors) = metrics.discovery(cluster);
         Ok(Discovery {
             fqdn: format!("{}.", config.name),
-            resolver: resolver(config)?,
+            setup: resolver_setup(config)?,
             config: config.clone(),
             own: own.to_vec(),
             backends,
@@ -88,16 +93,20 @@ impl Discovery {
 
     /// The backends the name resolves to now, by id.
     async fn resolve(&self) -> Result<Vec<Found>, String> {
+        let (config, options) = self.setup.clone();
+        let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .with_options(options)
+            .build()
+            .map_err(|e| format!("cannot set up the resolver: {e}"))?;
         let mut found: BTreeMap<SocketAddr, usize> = BTreeMap::new();
         match (self.config.record, self.config.port) {
             (RecordKind::Address, Some(port)) => {
-                for ip in self.addresses(&self.fqdn).await? {
+                for ip in addresses(&resolver, &self.fqdn).await? {
                     found.insert(SocketAddr::new(ip, port), 1);
                 }
             }
             _ => {
-                let answer = self
-                    .resolver
+                let answer = resolver
                     .srv_lookup(self.fqdn.as_str())
                     .await
                     .map_err(|e| e.to_string())?;
@@ -110,7 +119,7 @@ impl Discovery {
                     }
                     let target = srv.target.to_ascii();
                     let weight = usize::from(srv.weight).clamp(1, MAX_WEIGHT as usize);
-                    for ip in self.addresses(&target).await? {
+                    for ip in addresses(&resolver, &target).await? {
                         let w = found.entry(SocketAddr::new(ip, srv.port)).or_insert(0);
                         *w = (*w).max(weight);
                     }
@@ -147,17 +156,13 @@ impl Discovery {
             })
             .collect())
     }
+}
 
-    /// The usable addresses of `name` (A and AAAA): never an unspecified, multicast or
-    /// broadcast address.
-    async fn addresses(&self, name: &str) -> Result<Vec<IpAddr>, String> {
-        let answer = self
-            .resolver
-            .lookup_ip(name)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(answer.iter().filter(usable).collect())
-    }
+/// The usable addresses of `name` (A and AAAA): never an unspecified, multicast or broadcast
+/// address.
+async fn addresses(resolver: &TokioResolver, name: &str) -> Result<Vec<IpAddr>, String> {
+    let answer = resolver.lookup_ip(name).await.map_err(|e| e.to_string())?;
+    Ok(answer.iter().filter(usable).collect())
 }
 
 /// Whether a backend can be at this address.
@@ -207,18 +212,19 @@ fn list_or_none(ids: &[&str]) -> String {
     }
 }
 
-/// A resolver asking `nameservers` (UDP, then TCP for truncated answers) or the system's, with
-/// no cache (each round asks afresh) and one attempt of at most the round's timeout.
-fn resolver(config: &DiscoveryConfig) -> Result<TokioResolver> {
-    let explain = |e: hickory_resolver::net::NetError| {
-        Error::explain(
-            ErrorType::InternalError,
-            format!("cannot set up the resolver for `{}`: {e}", config.name),
-        )
-    };
-    let provider = TokioRuntimeProvider::default();
-    let mut builder = if config.nameservers.is_empty() {
-        TokioResolver::builder(provider).map_err(explain)?
+/// How each round's resolver asks: `nameservers` (UDP, then TCP for truncated answers) or the
+/// system's (read once, here), no cache, one attempt of at most the round's timeout.
+fn resolver_setup(config: &DiscoveryConfig) -> Result<(ResolverConfig, ResolverOpts)> {
+    let (resolver_config, mut options) = if config.nameservers.is_empty() {
+        hickory_resolver::system_conf::read_system_conf().map_err(|e| {
+            Error::explain(
+                ErrorType::InternalError,
+                format!(
+                    "cannot read the system's resolver configuration for `{}`: {e}",
+                    config.name
+                ),
+            )
+        })?
     } else {
         let servers = config
             .nameservers
@@ -231,16 +237,18 @@ fn resolver(config: &DiscoveryConfig) -> Result<TokioResolver> {
                 NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
             })
             .collect();
-        TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), provider)
+        (
+            ResolverConfig::from_name_servers(servers),
+            ResolverOpts::default(),
+        )
     };
-    let options: &mut ResolverOpts = builder.options_mut();
     options.timeout = ROUND_TIMEOUT;
     options.attempts = 1;
     options.cache_size = 0;
     options.positive_max_ttl = Some(Duration::ZERO);
     options.negative_max_ttl = Some(Duration::ZERO);
     options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-    builder.build().map_err(explain)
+    Ok((resolver_config, options))
 }
 
 #[cfg(test)]
