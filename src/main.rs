@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 /// mimalloc rather than glibc malloc: the proxy allocates and frees small buffers per request,
-/// where glibc's malloc showed ~12% of CPU under load (see the README's performance section).
+/// where glibc's malloc showed ~12% of CPU under load (docs/performance.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
