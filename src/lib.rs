@@ -4,13 +4,15 @@
 //! selection), [`routing`] (which route takes a request), [`session`] and [`token`] (session
 //! persistence), [`gateway`] (all of it at run time), [`downstream`] (client connections),
 //! [`proxy`] (the `ProxyHttp` phases), [`metrics`], [`admin`] (the admin listener) and
-//! [`server`] (wiring them into a Pingora server).
+//! [`server`] (wiring them into a Pingora server); [`convert`] (other systems' manifests to a
+//! tether config).
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod admin;
 pub mod cluster;
 pub mod config;
+pub mod convert;
 pub mod downstream;
 pub mod gateway;
 pub mod logging;

@@ -11,14 +11,17 @@ use clap::Parser;
 use tether::config::Config;
 use tether::server::{self, StartMode};
 
-/// Pingora's flags, plus `--version`.
+/// Pingora's flags, plus `--version`, and `tether convert`.
 #[derive(Parser, Debug)]
 #[command(
     name = "tether",
     version,
-    about = "HTTP load balancer with session persistence"
+    about = "HTTP load balancer with session persistence",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The config file.
     #[arg(short, long, default_value = "/etc/tether/tether.yaml")]
     conf: String,
@@ -33,8 +36,55 @@ struct Cli {
     daemon: bool,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Print a tether config made from Gateway API (Gateway, HTTPRoute, GRPCRoute), FSM
+    /// SessionStickyPolicy and Envoy stateful_session manifests.
+    Convert {
+        /// Name server of every DNS discovery (e.g. the cluster DNS, 10.96.0.10:53).
+        #[arg(long, value_name = "IP:PORT")]
+        nameserver: Vec<String>,
+        /// Address of the listener for routes whose Gateway is not among the files.
+        #[arg(long, value_name = "IP:PORT")]
+        listen: Option<String>,
+        /// Namespace of manifests that name none (as `kubectl apply -n`); default `default`.
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// Manifests (YAML, one or more documents each).
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+}
+
+/// Exit status of `tether convert` when the input cannot be converted.
+const CONVERT_FAILED: u8 = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Convert {
+        nameserver,
+        listen,
+        namespace,
+        files,
+    }) = &cli.command
+    {
+        let options = tether::convert::Options {
+            nameservers: nameserver.clone(),
+            listen: listen.clone(),
+            namespace: namespace.clone(),
+        };
+        let paths: Vec<&std::path::Path> = files.iter().map(|f| f.as_path()).collect();
+        return match tether::convert::convert(&paths, &options) {
+            Ok(config) => {
+                print!("{config}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tether convert: {e}");
+                ExitCode::from(CONVERT_FAILED)
+            }
+        };
+    }
     tether::logging::init();
     let config = match Config::load(&cli.conf) {
         Ok(config) => config,
