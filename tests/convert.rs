@@ -144,17 +144,21 @@ fn wait_found(t: &Tether, cluster: &str) {
     });
 }
 
-#[test]
-fn envoy_gateway_cookie_flow() {
+/// Envoy Gateway's `backend` Service and tether on its converted HTTPRoute of type `kind`,
+/// once both backends are found.
+fn envoy_gateway(kind: &str) -> (Service, Tether) {
     let svc = Service::start("backend", "default", ("backend-1", "backend-2"));
     let port = svc.port();
     let t = start_converted(&|addr| {
-        converted(
-            &[&envoy_gateway_route("Cookie", port)],
-            &svc.args(Some(addr)),
-        )
+        converted(&[&envoy_gateway_route(kind, port)], &svc.args(Some(addr)))
     });
     wait_found(&t, &format!("backend-{port}"));
+    (svc, t)
+}
+
+#[test]
+fn envoy_gateway_cookie_flow() {
+    let (_svc, t) = envoy_gateway("Cookie");
     // curl --verbose --header "Host: www.example.com" http://localhost:8888/get (the route
     // takes any host; the test client sends its own Host).
     let first = get(t.listen, "/get", &[]).unwrap();
@@ -166,20 +170,11 @@ fn envoy_gateway_cookie_flow() {
         let r = get(t.listen, "/get", &[&format!("Cookie: Session-A={value}")]).unwrap();
         assert_eq!(r.backend(), first.backend());
     }
-    drop((svc.first, svc.second));
 }
 
 #[test]
 fn envoy_gateway_header_flow() {
-    let svc = Service::start("backend", "default", ("backend-1", "backend-2"));
-    let port = svc.port();
-    let t = start_converted(&|addr| {
-        converted(
-            &[&envoy_gateway_route("Header", port)],
-            &svc.args(Some(addr)),
-        )
-    });
-    wait_found(&t, &format!("backend-{port}"));
+    let (_svc, t) = envoy_gateway("Header");
     let first = get(t.listen, "/get", &[]).unwrap();
     let token = first
         .header("session-a")
