@@ -176,29 +176,36 @@ http {{
         wait_port(port)
 
 
-def start_all(procs, tether_settings=(), tether_env=(), service_settings=(), routes=0):
-    start_nginx(procs)
+def start_haproxy(procs, name, port, bind_extra="", global_extra="", cookie_extra=""):
+    """HAProxy (one thread, on the proxy CPU) on `port` in front of the nginx backends, with
+    `cookie SRV insert` sessions; `bind_extra` (e.g. TLS), `global_extra` and `cookie_extra`
+    are added to their lines."""
     servers = "\n".join(f"  server s{i} 127.0.0.1:{p} cookie s{i} check inter 5s" for i, p in enumerate(BACKEND_PORTS, 1))
-    haproxy_conf = write("haproxy.cfg", f"""
+    conf = write(f"{name}.cfg", f"""
 global
   nbthread 1
   maxconn 9000
-defaults
+{global_extra}defaults
   mode http
   timeout connect 2s
   timeout client 60s
   timeout server 60s
   option http-keep-alive
 frontend fe
-  bind 127.0.0.1:{PORTS['haproxy']}
+  bind 127.0.0.1:{port}{bind_extra}
   default_backend be
 backend be
   balance roundrobin
-  cookie SRV insert indirect nocache maxidle 30m maxlife 8h
+  cookie SRV insert indirect nocache maxidle 30m maxlife 8h{cookie_extra}
 {servers}
 """)
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-    procs.start("haproxy", [haproxy, "-f", haproxy_conf], cpu=PROXY_CPU)
+    procs.start("haproxy", [haproxy, "-f", conf], cpu=PROXY_CPU)
+
+
+def start_all(procs, tether_settings=(), tether_env=(), service_settings=(), routes=0):
+    start_nginx(procs)
+    start_haproxy(procs, "haproxy", PORTS["haproxy"])
 
     backends = ",".join(f"127.0.0.1:{p}" for p in BACKEND_PORTS)
     pingora_conf = write("pingora.yaml", f"version: 1\nthreads: 1\npid_file: {WORK}/pingora.pid\nupgrade_sock: {WORK}/pingora.sock\ngrace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 0\n")

@@ -58,31 +58,10 @@ def make_certificate():
 def start_all(procs):
     base.start_nginx(procs)
     cert, key, both = make_certificate()
-    servers = "\n".join(
-        f"  server s{i} 127.0.0.1:{p} cookie s{i} check inter 5s"
-        for i, p in enumerate(base.BACKEND_PORTS, 1)
-    )
-    haproxy_conf = base.write("haproxy-tls.cfg", f"""
-global
-  nbthread 1
-  maxconn 9000
-  ssl-default-bind-options ssl-min-ver TLSv1.2
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 60s
-  timeout server 60s
-  option http-keep-alive
-frontend fe
-  bind 127.0.0.1:{PORTS['haproxy']} ssl crt {both} alpn h2,http/1.1
-  default_backend be
-backend be
-  balance roundrobin
-  cookie SRV insert indirect nocache maxidle 30m maxlife 8h secure
-{servers}
-""")
-    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-    procs.start("haproxy", [haproxy, "-f", haproxy_conf], cpu=base.PROXY_CPU)
+    base.start_haproxy(procs, "haproxy-tls", PORTS["haproxy"],
+                       bind_extra=f" ssl crt {both} alpn h2,http/1.1",
+                       global_extra="  ssl-default-bind-options ssl-min-ver TLSv1.2\n",
+                       cookie_extra=" secure")
 
     backends = ",".join(f"127.0.0.1:{p}" for p in base.BACKEND_PORTS)
     pingora_conf = base.write("pingora-tls.yaml", f"version: 1\nthreads: 1\npid_file: {base.WORK}/pingora-tls.pid\nupgrade_sock: {base.WORK}/pingora-tls.sock\ngrace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 0\n")

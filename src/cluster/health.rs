@@ -51,14 +51,14 @@ impl Prober {
         let mut checks = Vec::with_capacity(set.backends.len());
         {
             let mut known = self.checks.lock().unwrap_or_else(|e| e.into_inner());
-            known.retain(|slot, _| set.backends.iter().any(|b| b.slot == *slot));
+            known.retain(|slot, _| set.backends.iter().any(|b| b.slot() == *slot));
             for b in &set.backends {
-                let check = match known.get(&b.slot) {
+                let check = match known.get(&b.slot()) {
                     Some(check) => check.clone(),
                     None => match self.check_for(b) {
                         Ok(check) => {
                             let check = Arc::new(check);
-                            known.insert(b.slot, check.clone());
+                            known.insert(b.slot(), check.clone());
                             check
                         }
                         Err(e) => {

@@ -51,8 +51,6 @@ pub struct Backend {
     pub state: BackendState,
     /// Where its state comes from.
     pub source: Source,
-    /// Its member's slot: unique in the cluster for the life of the process.
-    pub slot: usize,
     /// Address, TLS and upstream timeouts.
     peer: HttpPeer,
     /// What belongs to its identity: health, outlier state, counters.
@@ -60,6 +58,11 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// Its member's slot: unique in the cluster for the life of the process.
+    pub fn slot(&self) -> usize {
+        self.member.slot
+    }
+
     /// Whether it may take requests: probes pass and outlier detection has not ejected it.
     pub fn is_healthy(&self) -> bool {
         self.member.is_available()
@@ -356,7 +359,6 @@ impl Cluster {
                 weight,
                 state,
                 source,
-                slot: member.slot,
                 peer: peer::peer_template(
                     &self.config,
                     &found.address,

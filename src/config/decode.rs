@@ -166,6 +166,14 @@ impl<'a> Fields<'a> {
         (!entry.value.is_null()).then(|| Field::new(&entry.value, join(&self.path, key)))
     }
 
+    /// Whether `key` is present (and not null); `key` is known to this mapping.
+    pub fn has(&self, key: &'static str) -> bool {
+        self.asked.borrow_mut().push(key.to_string());
+        self.entries
+            .iter()
+            .any(|e| e.key == key && !e.value.is_null())
+    }
+
     /// The field under `key`; an error naming it when missing (or, when an unread key looks
     /// like a misspelling of it, naming that one).
     pub fn req(&self, key: &'static str) -> Res<Field<'a>> {

@@ -181,17 +181,19 @@ pub(crate) fn outlier(field: &Field<'_>) -> Res<OutlierConfig> {
     Ok(o)
 }
 
-/// Reads a secret from `<key>_file` (relative to `base`) or `<key>_env`, exactly one of the two,
-/// without trailing whitespace, at least `min_len` bytes. `what` names it in messages.
+/// Reads a secret from the file under key `keys.0` (relative to `base`) or the environment
+/// variable named under `keys.1`, exactly one of the two, without trailing whitespace, at least
+/// `min_len` bytes. `what` names it in messages.
 pub(crate) fn secret(
     at: &Fields<'_>,
-    (file_field, env_field): (Option<Field<'_>>, Option<Field<'_>>),
+    keys: (&'static str, &'static str),
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
     min_len: usize,
     what: &str,
 ) -> Res<Vec<u8>> {
-    let (source, bytes) = match (file_field, env_field) {
+    let (file_key, env_key) = keys;
+    let (source, bytes) = match (at.opt(file_key), at.opt(env_key)) {
         (Some(file), None) => {
             let name = file.string()?;
             let path = base.join(&name);
@@ -206,11 +208,9 @@ pub(crate) fn secret(
             (var, value.into_bytes())
         }
         (Some(file), Some(_)) => {
-            return Err(file.err(format!(
-                "give either the {what} file or the environment variable, not both"
-            )))
+            return Err(file.err(format!("give either `{file_key}` or `{env_key}`, not both")))
         }
-        (None, None) => return Err(at.err(format!("missing the {what} file or variable"))),
+        (None, None) => return Err(at.err(format!("missing `{file_key}` or `{env_key}`"))),
     };
     let bytes = trim_secret(bytes);
     if bytes.len() < min_len {
@@ -223,7 +223,7 @@ pub(crate) fn secret(
 }
 
 /// Trailing newlines and spaces are not part of a secret (`echo ... > key` adds one).
-pub(crate) fn trim_secret(mut bytes: Vec<u8>) -> Vec<u8> {
+fn trim_secret(mut bytes: Vec<u8>) -> Vec<u8> {
     while bytes.last().is_some_and(|b| b.is_ascii_whitespace()) {
         bytes.pop();
     }
@@ -236,11 +236,10 @@ pub(crate) fn admin_api(
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Res<(Option<AdminToken>, Option<PathBuf>)> {
-    let sources = (f.opt("token_file"), f.opt("token_env"));
-    let token = if sources.0.is_some() || sources.1.is_some() {
+    let token = if f.has("token_file") || f.has("token_env") {
         Some(AdminToken(secret(
             f,
-            sources,
+            ("token_file", "token_env"),
             base,
             env,
             MIN_ADMIN_TOKEN_LEN,

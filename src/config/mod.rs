@@ -430,35 +430,15 @@ fn session_keys(
         if keys.iter().any(|k| k.id == id) {
             return Err(id_field.err(format!("duplicate key id `{id}`")));
         }
-        let secret = match (f.opt("secret_file"), f.opt("secret_env")) {
-            (Some(file), None) => {
-                let name = file.string()?;
-                let path = base.join(&name);
-                let bytes = std::fs::read(&path)
-                    .map_err(|e| file.err(format!("cannot read `{}`: {e}", path.display())))?;
-                (file, dynamic::trim_secret(bytes))
-            }
-            (None, Some(var)) => {
-                let name = var.string()?;
-                let value = env(&name)
-                    .ok_or_else(|| var.err(format!("environment variable `{name}` is not set")))?;
-                (var, dynamic::trim_secret(value.into_bytes()))
-            }
-            (Some(_), Some(var)) => {
-                return Err(var.err("give either `secret_file` or `secret_env`, not both"))
-            }
-            (None, None) => {
-                return Err(item.err("missing `secret_file` or `secret_env`"));
-            }
-        };
+        let secret = dynamic::secret(
+            &f,
+            ("secret_file", "secret_env"),
+            base,
+            env,
+            MIN_SECRET_LEN,
+            "secret",
+        )?;
         f.finish()?;
-        let (source, secret) = secret;
-        if secret.len() < MIN_SECRET_LEN {
-            return Err(source.err(format!(
-                "secret is {} bytes; at least {MIN_SECRET_LEN} are required",
-                secret.len()
-            )));
-        }
         keys.push(SessionKey { id, secret });
     }
     Ok(keys)

@@ -16,7 +16,6 @@ use std::path::Path;
 
 use model::Model;
 pub use model::Options;
-use read::Doc;
 
 /// A manifest that cannot be converted: which file, which document, which key, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,13 +80,6 @@ pub fn convert(files: &[&Path], options: &Options) -> Result<String, ConvertErro
         )));
     }
     Ok(model.emit(&sources))
-}
-
-/// A value for the messages: how a document is named.
-impl Doc {
-    fn origin(&self) -> String {
-        format!("{} (document {})", self.file, self.index + 1)
-    }
 }
 
 #[cfg(test)]

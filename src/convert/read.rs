@@ -63,6 +63,11 @@ pub fn shape(v: &Value) -> &'static str {
 }
 
 impl Doc {
+    /// How messages name the document: file and position.
+    pub fn origin(&self) -> String {
+        format!("{} (document {})", self.file, self.index + 1)
+    }
+
     /// `metadata.name`, or `?`.
     pub fn name(&self) -> &str {
         self.value["metadata"]["name"].as_str().unwrap_or("?")

@@ -53,7 +53,7 @@ impl Proxy {
         }
         let refused = &ctx.refused;
         route
-            .pick(&|pos, b| refused.contains(&(pos, b.slot)))
+            .pick(&|pos, b| refused.contains(&(pos, b.slot())))
             .ok_or_else(|| unavailable("no healthy backend"))
     }
 
@@ -63,7 +63,9 @@ impl Proxy {
         let token = ctx.session.as_ref().map(|t| match route.find(t) {
             Some(chosen)
                 if chosen.backend.serves_sessions()
-                    && !ctx.refused.contains(&(chosen.cluster, chosen.backend.slot)) =>
+                    && !ctx
+                        .refused
+                        .contains(&(chosen.cluster, chosen.backend.slot())) =>
             {
                 TokenBackend::Serves(chosen)
             }
@@ -80,7 +82,7 @@ impl Proxy {
             return e;
         };
         if let Some(chosen) = &ctx.backend {
-            ctx.refused.push((chosen.cluster, chosen.backend.slot));
+            ctx.refused.push((chosen.cluster, chosen.backend.slot()));
             route
                 .cluster(chosen.cluster)
                 .observe(&chosen.backend, false);
@@ -101,7 +103,7 @@ impl Proxy {
             ctx.outcome = Outcome::None;
         }
         let refused = &ctx.refused;
-        e.set_retry(route.any_available(&|pos, b| refused.contains(&(pos, b.slot))));
+        e.set_retry(route.any_available(&|pos, b| refused.contains(&(pos, b.slot()))));
         e
     }
 }

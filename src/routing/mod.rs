@@ -27,7 +27,7 @@ pub struct Chosen {
 impl Chosen {
     /// Whether this is backend `slot` of the route's cluster `cluster`.
     pub fn is(&self, cluster: usize, slot: usize) -> bool {
-        self.cluster == cluster && self.backend.slot == slot
+        self.cluster == cluster && self.backend.slot() == slot
     }
 }
 
