@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,13 @@ mod plain_lb;
 
 struct Counting;
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Bytes allocated and not freed.
+static LIVE: AtomicI64 = AtomicI64::new(0);
+
+/// While set, allocations record their call stacks into `LIVE_SITES` by address, and frees take
+/// them out again: what is left is what stays allocated.
+static LIVE_TRACING: AtomicBool = AtomicBool::new(false);
+static LIVE_SITES: Mutex<Option<HashMap<usize, (usize, Backtrace)>>> = Mutex::new(None);
 
 /// While set, allocations record their call stacks into `TRACES`.
 static TRACING: AtomicBool = AtomicBool::new(false);
@@ -44,19 +51,49 @@ fn record() {
     RECORDING.with(|r| r.set(false));
 }
 
+fn record_live(ptr: *mut u8, size: usize) {
+    if !LIVE_TRACING.load(Ordering::Relaxed) || RECORDING.with(|r| r.replace(true)) {
+        return;
+    }
+    let trace = Backtrace::force_capture();
+    if let Some(map) = LIVE_SITES.lock().unwrap().as_mut() {
+        map.insert(ptr as usize, (size, trace));
+    }
+    RECORDING.with(|r| r.set(false));
+}
+
+fn forget_live(ptr: *mut u8) {
+    if !LIVE_TRACING.load(Ordering::Relaxed) || RECORDING.with(|r| r.replace(true)) {
+        return;
+    }
+    if let Some(map) = LIVE_SITES.lock().unwrap().as_mut() {
+        map.remove(&(ptr as usize));
+    }
+    RECORDING.with(|r| r.set(false));
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
         record();
-        unsafe { mimalloc::MiMalloc.alloc(layout) }
+        let ptr = unsafe { mimalloc::MiMalloc.alloc(layout) };
+        record_live(ptr, layout.size());
+        ptr
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
+        forget_live(ptr);
         unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
         record();
-        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+        forget_live(ptr);
+        let new = unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) };
+        record_live(new, new_size);
+        new
     }
 }
 
@@ -141,6 +178,76 @@ fn measure(addr: SocketAddr, request: &[u8], n: u64) -> f64 {
     (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / n as f64
 }
 
+/// The first `depth` frames of `trace` outside the allocator, the standard library and this
+/// bench, as "function (file)".
+fn call_site(trace: &Backtrace, depth: usize) -> Vec<String> {
+    let text = trace.to_string();
+    // Frames are "N: function" lines, each followed by an "at file:line" line.
+    let mut frames = Vec::new();
+    let mut name = "";
+    for line in text.lines().map(str::trim) {
+        if let Some(at) = line.strip_prefix("at ") {
+            let skip = [
+                "/rustc/",
+                "/library/",
+                "benches/allocs.rs",
+                "mimalloc",
+                "libmimalloc",
+            ]
+            .iter()
+            .any(|p| at.contains(p));
+            if !skip && frames.len() < depth {
+                let file = at.rsplit('/').next().unwrap_or(at);
+                frames.push(format!("{name} ({file})"));
+            }
+        } else if let Some((_, f)) = line.split_once(": ") {
+            name = f;
+        }
+    }
+    frames
+}
+
+/// Opens `count` idle connections as [`idle_heap`] does and prints what their allocations that
+/// stay are, by call site (bytes per connection).
+fn idle_sites(label: &str, addr: SocketAddr, request: &[u8], count: usize) {
+    let mut warm = Client::connect(addr);
+    warm.exchange(request);
+    drop(warm);
+    settled_live();
+    *LIVE_SITES.lock().unwrap() = Some(HashMap::new());
+    LIVE_TRACING.store(true, Ordering::Relaxed);
+    let mut held = Vec::new();
+    for _ in 0..count {
+        let mut c = Client::connect(addr);
+        c.exchange(request);
+        held.push(c.conn);
+    }
+    settled_live();
+    LIVE_TRACING.store(false, Ordering::Relaxed);
+    let live = LIVE_SITES.lock().unwrap().take().unwrap_or_default();
+    let mut sites: HashMap<String, (usize, usize)> = HashMap::new();
+    for (size, trace) in live.values() {
+        let entry = sites.entry(call_site(trace, 4).join("  <  ")).or_default();
+        entry.0 += 1;
+        entry.1 += size;
+    }
+    let mut sites: Vec<_> = sites.into_iter().collect();
+    sites.sort_by_key(|site| std::cmp::Reverse(site.1 .1));
+    let total: usize = sites.iter().map(|s| s.1 .1).sum();
+    println!(
+        "\n{label}: {:.0} bytes kept per idle connection, by call site (allocations, bytes per connection)",
+        total as f64 / count as f64
+    );
+    for (site, (n, bytes)) in sites.iter().take(25) {
+        println!(
+            "  {:5.2} {:7.0}  {site}",
+            *n as f64 / count as f64,
+            *bytes as f64 / count as f64
+        );
+    }
+    drop(held);
+}
+
 /// Records the allocations of `n` requests (after `measure`'s warm-up) and prints their call
 /// sites: the first frames outside the allocator and the standard library's collections.
 fn trace(label: &str, addr: SocketAddr, request: &[u8], n: u64) {
@@ -149,29 +256,7 @@ fn trace(label: &str, addr: SocketAddr, request: &[u8], n: u64) {
     let traces = std::mem::take(&mut *TRACES.lock().unwrap());
     let mut sites: HashMap<String, usize> = HashMap::new();
     for t in &traces {
-        let text = t.to_string();
-        // Frames are "N: function" lines, each followed by an "at file:line" line.
-        let mut frames = Vec::new();
-        let mut name = "";
-        for line in text.lines().map(str::trim) {
-            if let Some(at) = line.strip_prefix("at ") {
-                let skip = [
-                    "/rustc/",
-                    "/library/",
-                    "benches/allocs.rs",
-                    "mimalloc",
-                    "libmimalloc",
-                ]
-                .iter()
-                .any(|p| at.contains(p));
-                if !skip && frames.len() < 3 {
-                    let file = at.rsplit('/').next().unwrap_or(at);
-                    frames.push(format!("{name} ({file})"));
-                }
-            } else if let Some((_, f)) = line.split_once(": ") {
-                name = f;
-            }
-        }
+        let frames = call_site(t, 3);
         *sites.entry(frames.join("  <  ")).or_default() += 1;
     }
     let mut sites: Vec<_> = sites.into_iter().collect();
@@ -194,6 +279,40 @@ fn measure_traced(addr: SocketAddr, request: &[u8], n: u64) {
     TRACING.store(true, Ordering::Relaxed);
     for _ in 0..n {
         client.exchange(request);
+    }
+}
+
+/// Heap bytes each idle keep-alive connection keeps: `count` connections each send `request`
+/// once, read the answer and stay open; the proxy's live heap (bytes allocated and not freed,
+/// the client's own buffers are on its stack) before and after, per connection.
+fn idle_heap(addr: SocketAddr, request: &[u8], count: usize) -> f64 {
+    let mut warm = Client::connect(addr);
+    warm.exchange(request);
+    drop(warm);
+    let before = settled_live();
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut c = Client::connect(addr);
+        c.exchange(request);
+        held.push(c.conn);
+    }
+    let after = settled_live();
+    // The client's own `Vec` of streams is on the heap too.
+    let own = (count * std::mem::size_of::<TcpStream>()) as i64;
+    drop(held);
+    (after - before - own) as f64 / count as f64
+}
+
+/// The live heap once it stops moving (the proxy's tasks parked).
+fn settled_live() -> i64 {
+    let mut last = LIVE.load(Ordering::Relaxed);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = LIVE.load(Ordering::Relaxed);
+        if now == last {
+            return now;
+        }
+        last = now;
     }
 }
 
@@ -312,6 +431,20 @@ services:
         "  sticky, valid cookie, preserve_header_case: false {:6.1}",
         measure(lower_addr, with_cookie.as_bytes(), n)
     );
+    println!(
+        "heap bytes kept per idle keep-alive connection (1,000 connections, one request each):"
+    );
+    println!(
+        "  plain Pingora                {:8.0}",
+        idle_heap(baseline, get, 1000)
+    );
+    println!(
+        "  tether, sticky               {:8.0}",
+        idle_heap(sticky_addr, with_cookie.as_bytes(), 1000)
+    );
+    if std::env::args().any(|a| a == "--idle-sites") {
+        idle_sites("tether, sticky", sticky_addr, with_cookie.as_bytes(), 200);
+    }
     if std::env::args().any(|a| a == "--trace") {
         trace("plain Pingora", baseline, get, 100);
         trace(

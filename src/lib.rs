@@ -6,7 +6,8 @@
 //! [`proxy`] (the `ProxyHttp` phases), [`metrics`], [`admin`] (the admin listener) and
 //! [`server`] (wiring them into a Pingora server); [`convert`] (other systems' manifests to a
 //! tether config).
-#![forbid(unsafe_code)]
+// One exception, reasoned where it is: a listening socket handed over by an upgrade (`-u`).
+#![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod admin;

@@ -13,8 +13,9 @@ use pingora_core::services::listening::Service;
 use pingora_proxy::HttpProxy;
 
 use crate::admin::Admin;
+use crate::cluster::ClustersService;
 use crate::config::{Config, Limits, ListenerConfig};
-use crate::downstream::Guarded;
+use crate::downstream::{Guarded, ListenerService};
 use crate::gateway::Gateway;
 use crate::logging::Flusher;
 use crate::metrics::Metrics;
@@ -48,13 +49,9 @@ pub fn build(config: Config, mode: StartMode) -> Result<Server, Box<dyn std::err
     let mut server = Server::new_with_opt_and_conf(opt, config.server);
     server.bootstrap();
 
-    let health: Vec<_> = health
-        .into_iter()
-        .map(|service| {
-            let name = service.name();
-            server.add_service(background_service(&name, service))
-        })
-        .collect();
+    // One service runs every cluster's discovery and probes; listeners wait for it.
+    let clusters = (!health.is_empty())
+        .then(|| server.add_service(background_service("clusters", ClustersService::new(health))));
     let mut watched = Vec::new();
     for (idx, listener) in gateway.listeners.iter().enumerate() {
         let mut app = HttpProxy::new(
@@ -70,12 +67,15 @@ pub fn build(config: Config, mode: StartMode) -> Result<Server, Box<dyn std::err
             watched.push(tls.clone());
             guarded = guarded.with_tls(tls);
         }
-        let mut proxy = Service::new(format!("listener {}", listener.name), guarded);
-        proxy.add_tcp(&listener.address.to_string());
+        let proxy = ListenerService::new(
+            format!("listener {}", listener.name),
+            listener.address.to_string(),
+            guarded,
+        );
         // No traffic before the backends are known, or every request would get 503.
         let handle = server.add_service(proxy);
-        for cluster in gateway.clusters_of(idx) {
-            handle.add_dependency(&health[cluster]);
+        if let Some(clusters) = &clusters {
+            handle.add_dependency(clusters);
         }
     }
     if !watched.is_empty() {

@@ -332,22 +332,19 @@ def rss_kb(pid):
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
 
 
-def memory(procs, duration):
-    print("\nMemory (VmRSS): idle, then under 5,000 concurrent keep-alive connections")
-    rows = []
-    for name in ("haproxy", "pingora", "tether"):
-        pid = pid_of(procs, name)
-        idle = rss_kb(pid)
-        host = f"-H 'Host: {ROUTE_HOST}' " if ROUTE_HOST else ""
-        load = subprocess.Popen(["sh", "-c", f"ulimit -n 20000; taskset -c {LOAD_CPU} wrk -t1 -c5000 -d{duration}s --timeout 10s {host}http://127.0.0.1:{PORTS[name]}/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        peak = idle
-        while load.poll() is None:
-            peak = max(peak, rss_kb(pid))
-            time.sleep(0.2)
-        rows.append((name, idle, peak))
-    print(f"{'proxy':10} {'idle MiB':>10} {'5k conns MiB':>14}")
-    for name, idle, peak in rows:
-        print(f"{name:10} {idle / 1024:10.1f} {peak / 1024:14.1f}")
+def memory(procs, proxies):
+    """RSS at rest, then with 5,000 idle keep-alive connections that each made one request
+    (idle.py), per proxy."""
+    import idle
+    print("\nMemory (VmRSS): at rest, then with 5,000 idle HTTP/1.1 keep-alive connections")
+    print(f"{'proxy':10} {'rest MiB':>10} {'5k idle MiB':>12} {'KiB/conn':>9}")
+    rows = {}
+    for name in proxies:
+        before, after, per = idle.measure(pid_of(procs, name), PORTS[name], "http1", 5000, ROUTE_HOST or "bench.test")
+        rows[name] = after
+        print(f"{name:10} {before / 1024:10.1f} {after / 1024:12.1f} {per / 1024:9.2f}")
+    if "haproxy" in rows and "tether" in rows:
+        print(f"tether / haproxy RSS with 5k idle connections: {rows['tether'] / rows['haproxy']:.2f}x")
 
 
 def ensure_inferno():
@@ -397,7 +394,7 @@ def main():
                     help="an environment variable for tether (repeatable), e.g. RUST_LOG=info")
     ap.add_argument("--service-set", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting for both of tether's services (repeatable), e.g. preserve_header_case=true")
-    ap.add_argument("--memory", action="store_true", help="also measure RSS under 5,000 connections")
+    ap.add_argument("--memory", action="store_true", help="also measure RSS with 5,000 idle keep-alive connections")
     ap.add_argument("--routes", type=int, default=0, help="tether's sticky service as a gateway of this many routes (even; traffic hits the one precedence finds last)")
     ap.add_argument("--profile", choices=["sticky", "new"], help="only profile (perf record -e cpu-clock, flamegraphs) the --proxies in this mode")
     args = ap.parse_args()
@@ -420,7 +417,8 @@ def main():
             profile(procs, args, jar, [n for n in (args.proxies or "pingora,tether").split(",") if n != "haproxy"])
             return
         names = [n for n in PROXIES if n in (args.proxies or ",".join(PROXIES)).split(",")]
-        modes = [m for m in ("sticky", "new") if m in args.modes.split(",")]
+        # --rounds 0: only --memory.
+        modes = [m for m in ("sticky", "new") if m in args.modes.split(",")] if args.rounds else []
         results = {}
         for r in range(args.rounds):
             # Fresh tokens each round: with idle_timeout 30m tether re-issues a token older than
@@ -467,7 +465,7 @@ def main():
             counts = {m.group(1): float(m.group(2)) for m in re.finditer(rf'^tether_session_(\w+)_total\{{route="{route}"[^}}]*\}} (\S+)', text, re.M)}
             print("tether sessions: " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(counts.items())))
         if args.memory:
-            memory(procs, max(5, args.duration))
+            memory(procs, [n for n in names if n != "tether-rr"])
     finally:
         procs.stop()
 

@@ -10,7 +10,11 @@ Modes (each proxy pinned to CPU 0, clients and nginx to CPU 1, runs interleaved 
   handshake  wrk over TLS with `Connection: close`: a full TLS 1.3 handshake per request
              (handshakes per second), with a session cookie
 
-    benches/load/tls.py [--duration 10] [--rounds 3] [--modes https,h2,handshake]
+    benches/load/tls.py [--duration 10] [--rounds 3] [--modes https,h2,handshake] [--memory]
+
+`--memory` (`--rounds 0` for it alone): each proxy's RSS at rest and with 5,000 idle connections
+that each made one request (idle.py), HTTPS (HTTP/1.1) and HTTP/2 over TLS; tether also h2c on
+a plain listener with `http2: true`.
 
 Reports medians and the ratios tether/HAProxy and tether/Pingora (of the medians, and the median
 of each round's ratio). Installs haproxy, nginx, wrk and h2load when missing.
@@ -30,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run as base  # noqa: E402  (the shared parts: backends, processes, wrk)
 
 PORTS = {"haproxy": 19200, "pingora": 19201, "tether": 19202}
+H2C_PORT = 19203
 PROXIES = tuple(PORTS)
 ADMIN = 19299
 
@@ -75,6 +80,9 @@ def start_all(procs):
     address: 127.0.0.1:{PORTS['tether']}
     tls:
       certificates: [{{cert_file: {cert}, key_file: {key}}}]
+  - name: h2c
+    address: 127.0.0.1:{H2C_PORT}
+    http2: true
 clusters:
   - name: bench
     preserve_header_case: false
@@ -150,18 +158,34 @@ def h2load(port, duration, cookies):
     return {"rps": rps, "errors": errors}
 
 
+def memory(procs):
+    import idle
+    print("\nMemory (VmRSS): at rest, then with 5,000 idle connections that each made one request")
+    print(f"{'protocol':9} {'proxy':8} {'rest MiB':>9} {'5k idle MiB':>12} {'KiB/conn':>9}")
+    runs = [(proto, name, PORTS[name]) for proto in ("https", "h2") for name in PROXIES]
+    runs.append(("h2c", "tether", H2C_PORT))
+    rows = {}
+    for proto, name, port in runs:
+        before, after, per = idle.measure(base.pid_of(procs, name), port, proto, 5000)
+        rows[(proto, name)] = after
+        print(f"{proto:9} {name:8} {before / 1024:9.1f} {after / 1024:12.1f} {per / 1024:9.2f}")
+    for proto in ("https", "h2"):
+        print(f"tether / haproxy RSS with 5k idle {proto} connections: {rows[(proto, 'tether')] / rows[(proto, 'haproxy')]:.2f}x")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--modes", default="https,h2,handshake")
+    ap.add_argument("--memory", action="store_true", help="also RSS with 5,000 idle connections per protocol")
     args = ap.parse_args()
     os.makedirs(base.WORK, exist_ok=True)
     ensure_tools()
     procs = base.Procs()
     try:
         start_all(procs)
-        modes = args.modes.split(",")
+        modes = args.modes.split(",") if args.rounds else []
         results = {}
         for r in range(args.rounds):
             jar = cookies()
@@ -197,6 +221,8 @@ def main():
                 print(f"  {mode:10} vs {other:8} {med[('tether', mode)] / med[(other, mode)]:.3f}x "
                       f"(per round {statistics.median(per_round):.3f}x, {min(per_round):.3f}-{max(per_round):.3f})"
                       f"   efficiency {cost[(other, mode)] / cost[('tether', mode)]:.3f}x")
+        if args.memory:
+            memory(procs)
         with urllib.request.urlopen(f"http://127.0.0.1:{ADMIN}/metrics", timeout=5) as r:
             text = r.read().decode()
         counts = {m.group(1): float(m.group(2)) for m in re.finditer(r'^tether_session_(\w+)_total\{route="bench"\} (\S+)', text, re.M)}

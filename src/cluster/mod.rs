@@ -33,7 +33,7 @@ use crate::token::{BackendTag, KeyRing};
 
 pub use members::{Found, Member, Override, Source};
 pub(crate) use select::{first_eligible, smooth_schedule};
-pub use service::ClusterService;
+pub use service::{ClusterService, ClustersService};
 pub use state_file::StateFile;
 
 /// One backend of a cluster, as one snapshot has it.
@@ -101,7 +101,8 @@ struct Makings {
     metrics: Arc<Metrics>,
     roots: Option<Arc<UpstreamRoots>>,
     /// Routes of the gateway: the rows of a member's request counters.
-    routes: usize,
+    /// The routes (numbers, ascending) that send requests to the cluster.
+    routes: Vec<usize>,
 }
 
 /// A cluster of backends.
@@ -117,13 +118,13 @@ pub struct Cluster {
 impl Cluster {
     /// Builds a cluster (its configured backends published, or none yet with discovery) and
     /// its background service (discovery and health probes), which must be added to the
-    /// server. `routes` is the number of routes of the gateway; `own` are tether's listening
+    /// server. `routes` are the routes (numbers, ascending) that send requests to it; `own` are tether's listening
     /// addresses (never a discovered backend).
     pub fn build(
         config: &ClusterConfig,
         ring: &Arc<KeyRing>,
         metrics: &Arc<Metrics>,
-        routes: usize,
+        routes: Vec<usize>,
         own: &[SocketAddr],
     ) -> Result<(Arc<Cluster>, ClusterService)> {
         let roots = match config.tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
@@ -347,7 +348,7 @@ impl Cluster {
                         sessions_routed: m
                             .metrics
                             .backend_sessions_routed(&self.config.name, &found.id),
-                        requests: backend_request_cells(m.routes),
+                        requests: backend_request_cells(&m.routes),
                     })
                 }
             };

@@ -1,8 +1,11 @@
-//! The background service of one cluster: discovery rounds (when the cluster has
-//! `discovery`) and health probes, each at its own interval. With discovery it says "ready"
-//! after the first round of each, so that listeners (which depend on it) take no request
-//! before the backends are known and probed; a failed first discovery round still makes it
-//! ready (with no backends: 503 until a round succeeds).
+//! Discovery rounds (when a cluster has `discovery`) and health probes, each at its own
+//! interval, one task per cluster in one background service for all of them (a service of
+//! Pingora's gets a runtime and threads of its own: a thousand clusters made a thousand
+//! threads). The service says "ready" once every cluster with discovery has had its first
+//! round and probes, so that listeners (which depend on it) take no request before their
+//! backends are known and probed; a failed first discovery round still counts (no backends:
+//! 503 until a round succeeds). The probes of clusters without discovery start at a point of
+//! their interval set by the cluster's name, so that many clusters do not probe at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +15,7 @@ use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 use pingora_core::services::ServiceReadyNotifier;
 use pingora_error::Result;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::discovery::Discovery;
@@ -50,13 +54,10 @@ impl ClusterService {
     }
 }
 
-#[async_trait]
-impl BackgroundService for ClusterService {
-    async fn start_with_ready_notifier(
-        &self,
-        mut shutdown: ShutdownWatch,
-        ready: ServiceReadyNotifier,
-    ) {
+impl ClusterService {
+    /// Runs the cluster's rounds and probes until shutdown; `ready` is told once the backends
+    /// are known (at once without discovery).
+    async fn run(&self, mut shutdown: ShutdownWatch, ready: oneshot::Sender<()>) {
         let probes = (self.cluster.config.health_check.kind != HealthCheckKind::None)
             .then_some(self.cluster.config.health_check.interval);
         let rounds = self.discovery.as_ref().map(Discovery::interval);
@@ -65,11 +66,15 @@ impl BackgroundService for ClusterService {
         let mut ready = Some(ready);
         if self.discovery.is_none() {
             if let Some(ready) = ready.take() {
-                ready.notify_ready();
+                let _ = ready.send(());
             }
         }
         let now = Instant::now();
-        let (mut next_round, mut next_probe) = (now, now);
+        let next_probe = match (&self.discovery, probes) {
+            (None, Some(every)) => now + phase(&self.cluster.config.name, every),
+            _ => now,
+        };
+        let (mut next_round, mut next_probe) = (now, next_probe);
         loop {
             let now = Instant::now();
             if let (Some(discovery), Some(every)) = (&self.discovery, rounds) {
@@ -87,7 +92,7 @@ impl BackgroundService for ClusterService {
                 }
             }
             if let Some(ready) = ready.take() {
-                ready.notify_ready();
+                let _ = ready.send(());
             }
             let wake = [rounds.map(|_| next_round), probes.map(|_| next_probe)]
                 .into_iter()
@@ -106,6 +111,55 @@ impl BackgroundService for ClusterService {
                 return;
             }
         }
+    }
+}
+
+/// Where in `every` a cluster's probes start: a fraction fixed by its name, the same in every
+/// process and reload.
+fn phase(name: &str, every: Duration) -> Duration {
+    // FNV-1a: stable across builds, unlike the standard library's hasher.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    every.mul_f64((hash % 1024) as f64 / 1024.0)
+}
+
+/// Every cluster's discovery and probes, as one background service.
+pub struct ClustersService {
+    clusters: Vec<Arc<ClusterService>>,
+}
+
+impl ClustersService {
+    /// The service of `clusters`.
+    pub fn new(clusters: Vec<ClusterService>) -> ClustersService {
+        ClustersService {
+            clusters: clusters.into_iter().map(Arc::new).collect(),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for ClustersService {
+    async fn start_with_ready_notifier(
+        &self,
+        shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
+        let mut waiting = Vec::with_capacity(self.clusters.len());
+        let tasks: Vec<_> = self
+            .clusters
+            .iter()
+            .map(|cluster| {
+                let (tx, rx) = oneshot::channel();
+                waiting.push(rx);
+                let (cluster, shutdown) = (cluster.clone(), shutdown.clone());
+                tokio::spawn(async move { cluster.run(shutdown, tx).await })
+            })
+            .collect();
+        // A cluster's task that ended early has nothing more to wait for either.
+        futures::future::join_all(waiting).await;
+        ready.notify_ready();
+        futures::future::join_all(tasks).await;
     }
 }
 

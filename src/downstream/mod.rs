@@ -23,17 +23,21 @@
 
 mod framing;
 mod h2;
+mod listen;
 mod stream;
 
 pub use framing::{Framing, FramingError, Scanned, Tracker};
 pub use h2::Http2Connection;
+pub use listen::ListenerService;
 pub use stream::{GuardedStream, Preface};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora_core::apps::ServerApp;
+use pingora_core::apps::{HttpServerApp, ServerApp};
+use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
@@ -96,12 +100,10 @@ const OVERLOADED: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     /// Serves a connection: TLS first when the listener has it, then HTTP/1.1 through the
     /// guard, or HTTP/2 (chosen by ALPN, or by the h2c preface) once its preface has arrived in
-    /// time. Pingora's HTTP app serves the requests of a kept-alive connection in its own loop;
-    /// should an app hand the connection back, its next request is served here, as Pingora's
-    /// listener loop would, still guarded.
+    /// time.
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
@@ -109,7 +111,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     ) -> Option<Stream> {
         let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
         let slot = ConnectionSlot(self.open.clone());
-        let mut stream = self.secure(stream).await?;
+        // Boxed: the handshake's state (~8 KB) is needed once, not for the connection's life.
+        let mut stream = Box::pin(self.secure(stream)).await?;
         let alpn_h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
         if open > self.limits.max_connections {
             // An HTTP/2 client could not read an HTTP/1.1 answer: it only sees the close.
@@ -119,25 +122,79 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             }
             return None;
         }
-        let mut guarded = GuardedStream::new(stream, &self.limits, slot);
+        let mut guarded = Box::new(GuardedStream::new(stream, &self.limits, slot));
         if alpn_h2 || self.h2c {
             match guarded.read_preface().await {
-                Preface::Http2 => guarded.pass_through_http2(),
+                Preface::Http2 => {
+                    guarded.pass_through_http2();
+                    // Pingora's HTTP/2 server takes the connection from here.
+                    return self.inner.process_new(guarded, shutdown).await;
+                }
                 // ALPN promised HTTP/2: anything else is not a client of ours.
                 Preface::Other if alpn_h2 => return None,
                 Preface::Other => {}
                 Preface::Closed => return None,
             }
         }
-        let mut stream: Stream = Box::new(guarded);
-        while let Some(kept_alive) = self.inner.process_new(stream, shutdown).await {
-            stream = kept_alive;
-        }
+        self.serve_http1(guarded, shutdown).await;
         None
     }
 
     async fn cleanup(&self) {
         self.inner.cleanup().await
+    }
+}
+
+impl<A: HttpServerApp + Send + Sync + 'static> Guarded<A> {
+    /// HTTP/1.1 requests one after the other, as Pingora's own loop serves them, except that
+    /// between two requests the connection waits here, before Pingora's session (and its
+    /// header buffer) exists for the next one: an idle keep-alive connection keeps no read
+    /// buffer.
+    async fn serve_http1(
+        self: &Arc<Self>,
+        mut guarded: Box<GuardedStream>,
+        shutdown: &ShutdownWatch,
+    ) {
+        let mut session = ServerSession::new_http1(guarded);
+        // Pingora's defaults for a first request; the proxy sets the keep-alive per request.
+        session.set_keepalive((!*shutdown.borrow()).then_some(60));
+        let limit = self
+            .inner
+            .server_options()
+            .and_then(|o| o.keepalive_request_limit);
+        session.set_keepalive_reuses_remaining(limit);
+        let keepalive = self.limits.keepalive_timeout.max(Duration::from_secs(1));
+        let mut stopping = shutdown.clone();
+        loop {
+            let Some(reused) = self.inner.process_new_http(session, shutdown).await else {
+                return;
+            };
+            let (stream, settings) = reused.consume();
+            // Only our guard is ever handed to the session.
+            let Ok(stream) = stream.into_any().downcast::<GuardedStream>() else {
+                return;
+            };
+            guarded = stream;
+            // Idle until the next request, the keep-alive timeout or the shutdown.
+            tokio::select! {
+                ready = guarded.wait_for_request(keepalive) => if !ready { return },
+                () = shutting_down(&mut stopping) => return,
+            }
+            session = ServerSession::new_http1(guarded);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+        }
+    }
+}
+
+/// Resolves once the server begins to shut down (a watch also reports its first value as a
+/// change, so the value itself is what counts).
+async fn shutting_down(watch: &mut ShutdownWatch) {
+    while !*watch.borrow_and_update() {
+        if watch.changed().await.is_err() {
+            return;
+        }
     }
 }
 

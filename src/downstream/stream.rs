@@ -58,8 +58,16 @@ pub struct GuardedStream {
     /// For an HTTP/2 connection: what its streams share, and the digest that carries it to
     /// their requests.
     http2: Option<(Arc<Http2Connection>, Arc<ProxyDigest>)>,
+    /// Small writes gathered until a flush (a response's head and a short body leave in one
+    /// write); allocated for a response, released while the connection idles.
+    out: Vec<u8>,
+    /// How much of `out` has been written.
+    out_written: usize,
     _slot: ConnectionSlot,
 }
+
+/// Writes shorter than this are gathered (about one TCP segment, as Pingora's own buffer).
+const WRITE_BUFFER: usize = 1460;
 
 /// The first bytes of every HTTP/2 connection (RFC 9113 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -105,6 +113,8 @@ impl GuardedStream {
             client_ip,
             token_memo: TokenMemo::default(),
             http2: None,
+            out: Vec::new(),
+            out_written: 0,
             _slot: slot,
         }
     }
@@ -160,6 +170,10 @@ impl GuardedStream {
         let scanned = self.framing.scan(&self.held[..n]).map_err(refused)?;
         buf.put_slice(&self.held[..scanned.deliver]);
         self.held.advance(scanned.deliver);
+        if self.held.is_empty() {
+            // What a pipelining burst or the HTTP/2 preface needed, not kept while idle.
+            self.held = BytesMut::new();
+        }
         if scanned.head_ended {
             self.deadline = None;
         }
@@ -203,6 +217,26 @@ impl GuardedStream {
         let connection = Arc::new(Http2Connection::new(self.client_ip.clone()));
         let digest = connection.digest();
         self.http2 = Some((connection, digest));
+    }
+
+    /// Waits, holding no buffer, until the connection has bytes for its next request (or has
+    /// closed, or failed: the parser that reads next finds out). An idle keep-alive connection
+    /// so costs its streams and sockets, not a request's read buffers; `false` when
+    /// `keepalive` passed first.
+    pub async fn wait_for_request(&mut self, keepalive: Duration) -> bool {
+        if !self.held.is_empty() {
+            return true;
+        }
+        if self.out.is_empty() {
+            // Flushed with the last response (Pingora flushes before handing the stream back).
+            self.out = Vec::new();
+        }
+        // A read into no room waits for readiness (TCP) or for plaintext (TLS) and takes nothing.
+        let ready = std::future::poll_fn(|cx| {
+            let mut none = ReadBuf::new(&mut []);
+            Pin::new(&mut self.inner).poll_read(cx, &mut none)
+        });
+        tokio::time::timeout(keepalive, ready).await.is_ok()
     }
 
     fn timed_out() -> std::io::Error {
@@ -292,33 +326,58 @@ impl AsyncRead for GuardedStream {
     }
 }
 
+impl GuardedStream {
+    /// Writes out what `out` gathered.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while self.out_written < self.out.len() {
+            let n = std::task::ready!(
+                Pin::new(&mut self.inner).poll_write(cx, &self.out[self.out_written..])
+            )?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.out_written += n;
+        }
+        self.out.clear();
+        self.out_written = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl AsyncWrite for GuardedStream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        // HTTP/2 frames are gathered by the h2 codec already.
+        if this.http2.is_some() {
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
+        if this.out.len() + buf.len() > WRITE_BUFFER {
+            std::task::ready!(this.poll_write_out(cx))?;
+        }
+        if buf.len() >= WRITE_BUFFER {
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
+        if this.out.capacity() == 0 {
+            this.out.reserve_exact(WRITE_BUFFER);
+        }
+        this.out.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        std::task::ready!(this.poll_write_out(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        let this = self.get_mut();
+        std::task::ready!(this.poll_write_out(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 
