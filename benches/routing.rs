@@ -1,5 +1,10 @@
-//! Per-request cost of routing: finding the route of a request among 50 (25 hostnames, two
-//! prefixes each), for the route precedence finds last, and with a regular expression last.
+//! Per-request cost of routing against the size of the table: 1, 100 and 5,000 routes, the
+//! request for the route found last, by kind of match:
+//! - exact hostnames: N/2 hosts with a `PathPrefix /api` route and a catch-all each;
+//! - wildcard hostnames: the same with `*.wJ.bench.test`, the request for a name under the last;
+//! - prefixes: N `PathPrefix /pI` routes under one hostname, the request under the last;
+//! - regular expressions: N under one hostname (tried in file order: the one kind that scans).
+//!
 //! `cargo bench --bench routing`; CI only builds it (`--no-run`): timing is never asserted.
 
 use std::hint::black_box;
@@ -10,25 +15,69 @@ use pingora_http::RequestHeader;
 use tether::config::Config;
 use tether::routing::Router;
 
-/// 50 routes over 25 hostnames: per host a `PathPrefix /static` route and a catch-all.
-fn config(regex_last: bool) -> Config {
-    let mut y = String::from(
-        "listeners: [{name: l, address: 127.0.0.1:8000}]\nclusters: [{name: c, backends: [127.0.0.1:9001]}]\nroutes:\n",
-    );
-    for h in 1..=25 {
-        y += &format!(
-            "  - {{name: static-{h}, hostnames: [h{h}.bench.test], matches: [{{path: {{type: PathPrefix, value: /static}}}}], backends: [{{cluster: c}}]}}\n"
-        );
-        let matches = if regex_last {
-            ", matches: [{path: {type: RegularExpression, value: \"/[a-z]+/[0-9]+\"}}]"
-        } else {
-            ""
-        };
-        y += &format!(
-            "  - {{name: app-{h}, hostnames: [h{h}.bench.test]{matches}, backends: [{{cluster: c}}]}}\n"
-        );
-    }
-    Config::parse(&y, Path::new("."), &|_| None).unwrap()
+/// The kinds of table, each with the request its last route takes.
+#[derive(Clone, Copy)]
+enum Kind {
+    ExactHost,
+    WildcardHost,
+    Prefix,
+    Regex,
+}
+
+const HEAD: &str = "listeners: [{name: l, address: 127.0.0.1:8000}]\nclusters: [{name: c, backends: [127.0.0.1:9001]}]\nroutes:\n";
+
+/// A table of `n` routes of `kind`, and the host and path of a request for its last route.
+fn table(kind: Kind, n: usize) -> (Config, String, String) {
+    let mut y = String::from(HEAD);
+    let route = |name: String, hosts: &str, matches: &str| {
+        format!("  - {{name: {name}, hostnames: [{hosts}]{matches}, backends: [{{cluster: c}}]}}\n")
+    };
+    let prefix = |p: &str| format!(", matches: [{{path: {{type: PathPrefix, value: {p}}}}}]");
+    let (host, path) = match kind {
+        Kind::ExactHost | Kind::WildcardHost => {
+            let hosts = n.div_ceil(2);
+            let name = |j: usize| match kind {
+                Kind::ExactHost => format!("h{j}.bench.test"),
+                _ => format!("\"*.w{j}.bench.test\""),
+            };
+            for j in 0..hosts {
+                y += &route(format!("api-{j}"), &name(j), &prefix("/api"));
+                if n > 1 {
+                    y += &route(format!("web-{j}"), &name(j), "");
+                }
+            }
+            let last = hosts - 1;
+            let host = match kind {
+                Kind::ExactHost => format!("h{last}.bench.test"),
+                _ => format!("a.w{last}.bench.test"),
+            };
+            (host, "/api/cart/items".to_string())
+        }
+        Kind::Prefix => {
+            for i in 0..n {
+                y += &route(
+                    format!("p{i}"),
+                    "shop.bench.test",
+                    &prefix(&format!("/p{i}")),
+                );
+            }
+            ("shop.bench.test".into(), format!("/p{}/cart/items", n - 1))
+        }
+        Kind::Regex => {
+            for i in 0..n {
+                let m = format!(
+                    ", matches: [{{path: {{type: RegularExpression, value: \"/r{i}/[0-9]+\"}}}}]"
+                );
+                y += &route(format!("r{i}"), "shop.bench.test", &m);
+            }
+            ("shop.bench.test".into(), format!("/r{}/42", n - 1))
+        }
+    };
+    (
+        Config::parse(&y, Path::new("."), &|_| None).unwrap(),
+        host,
+        path,
+    )
 }
 
 fn request(host: &str, path: &str) -> RequestHeader {
@@ -41,22 +90,41 @@ fn request(host: &str, path: &str) -> RequestHeader {
 }
 
 fn benches(c: &mut Criterion) {
-    let plain = config(false);
-    let router = Router::new(&plain.routes, 0);
-    let last = request("h25.bench.test", "/cart/items");
-    assert_eq!(router.route(&last), Some(49));
-    c.bench_function("route of 50: the last one", |b| {
-        b.iter(|| router.route(black_box(&last)))
-    });
-    let wild = config(true);
-    let router = Router::new(&wild.routes, 0);
-    let regex = request("H25.Bench.Test:8080", "/cart/42");
-    assert_eq!(router.route(&regex), Some(49));
-    c.bench_function("route of 50: a regular expression last", |b| {
-        b.iter(|| router.route(black_box(&regex)))
-    });
+    let kinds = [
+        ("exact hostnames", Kind::ExactHost, &[1, 100, 5000][..]),
+        (
+            "wildcard hostnames",
+            Kind::WildcardHost,
+            &[1, 100, 5000][..],
+        ),
+        ("prefixes of one host", Kind::Prefix, &[1, 100, 5000][..]),
+        (
+            "regular expressions of one host",
+            Kind::Regex,
+            &[1, 100][..],
+        ),
+    ];
+    for (label, kind, sizes) in kinds {
+        for &n in sizes {
+            let (config, host, path) = table(kind, n);
+            let router = Router::new(&config.routes, 0);
+            let req = request(&host, &path);
+            let last = config.routes.len() - 1;
+            let expect = match kind {
+                // The `/api` route of the last host, before its catch-all.
+                Kind::ExactHost | Kind::WildcardHost if n > 1 => last - 1,
+                _ => last,
+            };
+            assert_eq!(router.route(&req), Some(expect), "{label} {n}");
+            c.bench_function(&format!("{label}: the last of {n}"), |b| {
+                b.iter(|| router.route(black_box(&req)))
+            });
+        }
+    }
+    let (config, _, _) = table(Kind::ExactHost, 5000);
+    let router = Router::new(&config.routes, 0);
     let none = request("nowhere.test", "/");
-    c.bench_function("route of 50: no route", |b| {
+    c.bench_function("exact hostnames: no route among 5000", |b| {
         b.iter(|| router.route(black_box(&none)))
     });
 }

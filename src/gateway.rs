@@ -43,8 +43,17 @@ impl Gateway {
         own.extend(config.admin.as_ref().map(|a| a.listen));
         let mut clusters = Vec::new();
         let mut services = Vec::new();
-        for c in &config.clusters {
-            let (cluster, service) = Cluster::build(c, ring, metrics, config.routes.len(), &own)?;
+        // Per cluster, the routes that send requests to it (ascending: routes in file order).
+        let mut routes_of = vec![Vec::new(); config.clusters.len()];
+        for (r, route) in config.routes.iter().enumerate() {
+            for wc in &route.backends {
+                if routes_of[wc.cluster].last() != Some(&r) {
+                    routes_of[wc.cluster].push(r);
+                }
+            }
+        }
+        for (c, routes) in config.clusters.iter().zip(routes_of) {
+            let (cluster, service) = Cluster::build(c, ring, metrics, routes, &own)?;
             clusters.push(cluster);
             services.push(service);
         }

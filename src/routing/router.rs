@@ -8,7 +8,8 @@
 //! `Exact` path, then the longest `PathPrefix`, then regular expressions in file order; a match
 //! with a method before one without; more header conditions first; then the order in the file.
 //! The first candidate whose conditions hold wins, so a regular expression only runs when no
-//! cheaper candidate of the bucket took the request.
+//! cheaper candidate of the bucket took the request. A bucket of many candidates is indexed by
+//! path ([`bucket`]): exact paths and prefixes are hash lookups, one per segment of the path.
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use pingora_http::RequestHeader;
 
 use super::host::{request_host, MAX_HOST_LEN};
 use crate::config::{Hostname, PathMatch, RouteConfig, RouteMatch};
+use bucket::Bucket;
 
 /// One route match that may take a request of a bucket.
 #[derive(Debug, Clone)]
@@ -57,17 +59,16 @@ impl Candidate {
 /// The routes of one listener.
 #[derive(Debug, Default)]
 pub struct Router {
-    exact: HashMap<Box<str>, Vec<Candidate>>,
+    exact: HashMap<Box<str>, Bucket>,
     /// Keyed by the suffix a `*.` hostname covers.
-    wildcard: HashMap<Box<str>, Vec<Candidate>>,
-    any: Vec<Candidate>,
+    wildcard: HashMap<Box<str>, Bucket>,
+    any: Bucket,
 }
 
 impl Router {
     /// The table of `listener`: every route attached to it (`routes` in file order; a route's
     /// number is its index).
     pub fn new(routes: &[RouteConfig], listener: usize) -> Router {
-        let mut router = Router::default();
         let mut order = 0;
         let mut ranked: Vec<(Option<Hostname>, Candidate, usize)> = Vec::new();
         for (idx, route) in routes.iter().enumerate() {
@@ -90,42 +91,53 @@ impl Router {
             }
         }
         ranked.sort_by_cached_key(|(_, c, order)| c.rank(*order));
+        let mut exact: HashMap<Box<str>, Vec<Candidate>> = HashMap::new();
+        let mut wildcard: HashMap<Box<str>, Vec<Candidate>> = HashMap::new();
+        let mut any = Vec::new();
         for (hostname, candidate, _) in ranked {
             let bucket = match hostname {
-                Some(Hostname::Exact(h)) => router.exact.entry(h.into()).or_default(),
-                Some(Hostname::Wildcard(s)) => router.wildcard.entry(s.into()).or_default(),
-                None => &mut router.any,
+                Some(Hostname::Exact(h)) => exact.entry(h.into()).or_default(),
+                Some(Hostname::Wildcard(s)) => wildcard.entry(s.into()).or_default(),
+                None => &mut any,
             };
             bucket.push(candidate);
         }
-        router
+        let index = |m: HashMap<Box<str>, Vec<Candidate>>| {
+            m.into_iter().map(|(k, v)| (k, Bucket::new(v))).collect()
+        };
+        Router {
+            exact: index(exact),
+            wildcard: index(wildcard),
+            any: Bucket::new(any),
+        }
     }
 
     /// The route (its number) that takes `req`, if any.
     pub fn route(&self, req: &RequestHeader) -> Option<usize> {
         let path = req.uri.path();
-        let first =
-            |bucket: &[Candidate]| bucket.iter().find(|c| c.takes(req, path)).map(|c| c.route);
         let mut buf = [0u8; MAX_HOST_LEN];
         if !(self.exact.is_empty() && self.wildcard.is_empty()) {
             if let Some(host) = request_host(req, &mut buf) {
-                if let Some(found) = self.exact.get(host).and_then(|b| first(b)) {
+                if let Some(found) = self.exact.get(host).and_then(|b| b.first(req, path)) {
                     return Some(found);
                 }
                 if !self.wildcard.is_empty() {
                     // Longest suffix first: `a.b.c.test` tries `b.c.test`, `c.test`, `test`.
                     let suffixes = host.match_indices('.').map(|(dot, _)| &host[dot + 1..]);
                     for suffix in suffixes {
-                        if let Some(found) = self.wildcard.get(suffix).and_then(|b| first(b)) {
+                        if let Some(found) =
+                            self.wildcard.get(suffix).and_then(|b| b.first(req, path))
+                        {
                             return Some(found);
                         }
                     }
                 }
             }
         }
-        first(&self.any)
+        self.any.first(req, path)
     }
 }
 
+mod bucket;
 #[cfg(test)]
 mod tests;

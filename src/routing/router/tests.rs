@@ -199,3 +199,116 @@ routes:
     assert_eq!(route_of(&a, "GET /").as_deref(), Some("on-a"));
     assert_eq!(route_of(&b, "GET /").as_deref(), Some("on-b"));
 }
+
+#[test]
+fn an_indexed_bucket_answers_as_trying_every_candidate_in_order_would() {
+    let mut routes = String::new();
+    let mut add = |name: String, path: String, extra: &str| {
+        routes += &route(
+            &name,
+            &format!("    hostnames: [h.test]\n    matches: [{{path: {path}{extra}}}]\n"),
+        );
+    };
+    for p in [
+        "/",
+        "/a",
+        "/a/b",
+        "/a/b/c",
+        "/ab",
+        "/b",
+        "/b/c",
+        "/static",
+        "/static/img",
+    ] {
+        add(
+            format!("prefix{}", p.replace('/', "-")),
+            format!("{{type: PathPrefix, value: \"{p}\"}}"),
+            "",
+        );
+    }
+    for p in ["/a", "/a/b/", "/exact", "/b/c/d"] {
+        add(
+            format!("exact{}", p.replace('/', "-")),
+            format!("{{type: Exact, value: \"{p}\"}}"),
+            "",
+        );
+    }
+    add(
+        "post-a".into(),
+        "{type: PathPrefix, value: /a}".into(),
+        ", method: POST",
+    );
+    add(
+        "header-b".into(),
+        "{type: PathPrefix, value: /b}".into(),
+        ", headers: [{name: x-v, value: \"1\"}]",
+    );
+    add(
+        "regex".into(),
+        "{type: RegularExpression, value: \"/a/[0-9]+\"}".into(),
+        "",
+    );
+    let yaml = format!(
+        "listeners: [{{name: l, address: 127.0.0.1:8000}}]\nclusters: [{{name: c, backends: [127.0.0.1:9001]}}]\nroutes:\n{routes}"
+    );
+    let config = Config::parse(&yaml, Path::new("."), &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    let mut order = 0;
+    let mut sorted = Vec::new();
+    for (idx, r) in config.routes.iter().enumerate() {
+        for rule in &r.matches {
+            let c = Candidate {
+                route: idx,
+                rule: rule.clone(),
+            };
+            sorted.push((c.rank(order), c));
+            order += 1;
+        }
+    }
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let sorted: Vec<_> = sorted.into_iter().map(|(_, c)| c).collect();
+    let scan = bucket::Bucket::Scan(sorted.clone());
+    let indexed = bucket::Bucket::new(sorted);
+    assert!(matches!(indexed, bucket::Bucket::Indexed(_)));
+    let paths = [
+        "/",
+        "/a",
+        "/a/",
+        "/a/b",
+        "/a/b/",
+        "/a/b/c",
+        "/a/b/c/d",
+        "/a/bc",
+        "/ab",
+        "/ab/x",
+        "/abc",
+        "/a/12",
+        "/a/12/x",
+        "/b",
+        "/b/c",
+        "/b/c/d",
+        "/b/c/d/e",
+        "/static",
+        "/static/img/x.png",
+        "/staticx",
+        "/exact",
+        "/exact/",
+        "/zzz",
+        "//",
+        "/a//b",
+    ];
+    for path in paths {
+        for method in ["GET", "POST"] {
+            for header in [None, Some("1"), Some("2")] {
+                let mut req = RequestHeader::build(method, path.as_bytes(), None).unwrap();
+                if let Some(v) = header {
+                    req.append_header("x-v", v).unwrap();
+                }
+                assert_eq!(
+                    indexed.first(&req, path),
+                    scan.first(&req, path),
+                    "{method} {path} x-v={header:?}"
+                );
+            }
+        }
+    }
+}
