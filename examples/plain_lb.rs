@@ -4,7 +4,8 @@
 //! `PLAIN_LB_LISTEN=127.0.0.1:8100 PLAIN_LB_BACKENDS=127.0.0.1:9001,127.0.0.1:9002 plain_lb -c conf.yaml`
 //!
 //! With `PLAIN_LB_TLS_CERT` and `PLAIN_LB_TLS_KEY` (PEM files) it listens with TLS instead,
-//! through Pingora's own TLS listener (rustls, ALPN h2 and http/1.1).
+//! through Pingora's own TLS listener (rustls, ALPN h2 and http/1.1); with `PLAIN_LB_H2C` set, its
+//! plain listener takes HTTP/2 with prior knowledge too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,14 @@ fn main() {
             proxy.add_tls_with_settings(&listen, None, tls);
         }
         _ => proxy.add_tcp(&listen),
+    }
+    if std::env::var("PLAIN_LB_H2C").is_ok() {
+        // HTTP/2 with prior knowledge on the plain listener (the bench's h2c mode).
+        let mut options = pingora_core::apps::HttpServerOptions::default();
+        options.h2c = true;
+        if let Some(app) = proxy.app_logic_mut() {
+            app.server_options = Some(options);
+        }
     }
     server.add_service(proxy);
     server.add_service(background);

@@ -39,6 +39,8 @@ PORTS = {"haproxy": 19100, "pingora": 19101, "tether": 19102, "tether-rr": 19103
 PROXIES = ("haproxy", "pingora", "tether", "tether-rr")
 TETHER_ADMIN = 19199
 PROXY_CPU, LOAD_CPU = "0", "1"
+# tether's worker threads (--tether-threads); the other proxies keep one.
+TETHER_THREADS = 1
 # The Host every request carries (--routes), or None.
 ROUTE_HOST = None
 
@@ -112,7 +114,7 @@ def tether_head(name, admin, extra=""):
     """The top of a bench tether config: one thread, files named after `name`, no grace
     periods, the admin listener on `admin`, the bench session key (BENCH_SESSION_KEY)."""
     return f"""version: 1
-threads: 1
+threads: {TETHER_THREADS}
 {extra}pid_file: {WORK}/{name}.pid
 upgrade_sock: {WORK}/{name}.sock
 grace_period_seconds: 0
@@ -394,10 +396,16 @@ def main():
                     help="an environment variable for tether (repeatable), e.g. RUST_LOG=info")
     ap.add_argument("--service-set", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting for both of tether's services (repeatable), e.g. preserve_header_case=true")
+    ap.add_argument("--tether-threads", type=int, default=1, help="tether's worker threads (the other proxies keep 1)")
+    ap.add_argument("--unpinned", action="store_true", help="proxies, wrk and nginx share every CPU (for --tether-threads 2)")
     ap.add_argument("--memory", action="store_true", help="also measure RSS with 5,000 idle keep-alive connections")
     ap.add_argument("--routes", type=int, default=0, help="tether's sticky service as a gateway of this many routes (even; traffic hits the one precedence finds last)")
     ap.add_argument("--profile", choices=["sticky", "new"], help="only profile (perf record -e cpu-clock, flamegraphs) the --proxies in this mode")
     args = ap.parse_args()
+    global TETHER_THREADS, PROXY_CPU, LOAD_CPU
+    TETHER_THREADS = args.tether_threads
+    if args.unpinned:
+        PROXY_CPU = LOAD_CPU = ",".join(str(c) for c in range(os.cpu_count() or 1))
     if args.routes:
         if args.routes < 2 or args.routes % 2:
             sys.exit("--routes takes an even number >= 2")

@@ -9,12 +9,14 @@ Modes (each proxy pinned to CPU 0, clients and nginx to CPU 1, runs interleaved 
              the session cookie of one backend
   handshake  wrk over TLS with `Connection: close`: a full TLS 1.3 handshake per request
              (handshakes per second), with a session cookie
+  h2c        h2load as for h2, over plain TCP with prior knowledge (HAProxy `proto h2`, plain
+             Pingora with `h2c`, tether's listener with `http2: true`)
 
-    benches/load/tls.py [--duration 10] [--rounds 3] [--modes https,h2,handshake] [--memory]
+    benches/load/tls.py [--duration 10] [--rounds 3] [--modes https,h2,handshake,h2c] [--memory]
 
 `--memory` (`--rounds 0` for it alone): each proxy's RSS at rest and with 5,000 idle connections
-that each made one request (idle.py), HTTPS (HTTP/1.1) and HTTP/2 over TLS; tether also h2c on
-a plain listener with `http2: true`.
+that each made one request (idle.py): h2c, HTTPS (HTTP/1.1) and HTTP/2 over TLS. (HAProxy serves
+h2c and TLS in one process, so its h2c row comes first, from a process at rest.)
 
 Reports medians and the ratios tether/HAProxy and tether/Pingora (of the medians, and the median
 of each round's ratio). Installs haproxy, nginx, wrk and h2load when missing.
@@ -35,6 +37,8 @@ import run as base  # noqa: E402  (the shared parts: backends, processes, wrk)
 
 PORTS = {"haproxy": 19200, "pingora": 19201, "tether": 19202}
 H2C_PORT = 19203
+# The plain HTTP/2 (h2c) endpoint of each proxy, and the process that serves it.
+H2C = {"haproxy": (19204, "haproxy"), "pingora": (19205, "pingora-h2c"), "tether": (H2C_PORT, "tether")}
 PROXIES = tuple(PORTS)
 ADMIN = 19299
 
@@ -64,7 +68,7 @@ def start_all(procs):
     base.start_nginx(procs)
     cert, key, both = make_certificate()
     base.start_haproxy(procs, "haproxy-tls", PORTS["haproxy"],
-                       bind_extra=f" ssl crt {both} alpn h2,http/1.1",
+                       bind_extra=f" ssl crt {both} alpn h2,http/1.1\n  bind 127.0.0.1:{H2C['haproxy'][0]} proto h2",
                        global_extra="  ssl-default-bind-options ssl-min-ver TLSv1.2\n",
                        cookie_extra=" secure")
 
@@ -73,6 +77,9 @@ def start_all(procs):
     env = dict(os.environ, PLAIN_LB_LISTEN=f"127.0.0.1:{PORTS['pingora']}", PLAIN_LB_BACKENDS=backends,
                PLAIN_LB_TLS_CERT=cert, PLAIN_LB_TLS_KEY=key, RUST_LOG="warn")
     procs.start("pingora", [f"{base.ROOT}/target/release/examples/plain_lb", "-c", pingora_conf], env=env, cpu=base.PROXY_CPU)
+    h2c_conf = base.write("pingora-h2c.yaml", f"version: 1\nthreads: 1\npid_file: {base.WORK}/pingora-h2c.pid\nupgrade_sock: {base.WORK}/pingora-h2c.sock\ngrace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 0\n")
+    env = dict(os.environ, PLAIN_LB_LISTEN=f"127.0.0.1:{H2C['pingora'][0]}", PLAIN_LB_BACKENDS=backends, PLAIN_LB_H2C="1", RUST_LOG="warn")
+    procs.start("pingora-h2c", [f"{base.ROOT}/target/release/examples/plain_lb", "-c", h2c_conf], env=env, cpu=base.PROXY_CPU)
 
     backend_lines = "\n".join(f"      - {{address: 127.0.0.1:{p}, id: app-{i}}}" for i, p in enumerate(base.BACKEND_PORTS, 1))
     tether_conf = base.write("tether-tls.yaml", base.tether_head("tether-tls", ADMIN) + f"""listeners:
@@ -96,7 +103,7 @@ routes:
     env = dict(os.environ, BENCH_SESSION_KEY="load-bench-key-not-a-secret-0123456789", RUST_LOG="warn")
     env.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
     procs.start("tether", [f"{base.ROOT}/target/release/tether", "-c", tether_conf], env=env, cpu=base.PROXY_CPU)
-    for port in PORTS.values():
+    for port in [*PORTS.values(), *(p for p, _ in H2C.values())]:
         base.wait_port(port)
     time.sleep(1.5)
 
@@ -139,11 +146,11 @@ def wrk_tls(port, duration, cookies, close):
     return {"rps": rps, "errors": errors}
 
 
-def h2load(port, duration, cookies):
+def h2load(port, duration, cookies, scheme="https"):
     """4 h2load clients at once, one per backend's cookie, 16 connections x 10 streams each."""
     procs = [
         subprocess.Popen(["taskset", "-c", base.LOAD_CPU, "h2load", "-D", str(duration), "-c", "16", "-m", "10",
-                          "-H", f"cookie: {c}", f"https://127.0.0.1:{port}/"],
+                          "-H", f"cookie: {c}", f"{scheme}://127.0.0.1:{port}/"],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         for c in cookies
     ]
@@ -164,14 +171,14 @@ def memory(procs):
     print(f"{'protocol':9} {'proxy':8} {'rest MiB':>9} {'5k idle MiB':>12} {'KiB/conn':>9}")
     # h2c first: a proxy's allocator keeps what earlier connections freed, which would hide the
     # cost of the ones after.
-    runs = [("h2c", "tether", H2C_PORT)]
-    runs += [(proto, name, PORTS[name]) for proto in ("https", "h2") for name in PROXIES]
+    runs = [("h2c", name, H2C[name][0], H2C[name][1]) for name in PROXIES]
+    runs += [(proto, name, PORTS[name], name) for proto in ("https", "h2") for name in PROXIES]
     rows = {}
-    for proto, name, port in runs:
-        before, after, per = idle.measure(base.pid_of(procs, name), port, proto, 5000)
+    for proto, name, port, process in runs:
+        before, after, per = idle.measure(base.pid_of(procs, process), port, proto, 5000)
         rows[(proto, name)] = after
         print(f"{proto:9} {name:8} {before / 1024:9.1f} {after / 1024:12.1f} {per / 1024:9.2f}")
-    for proto in ("https", "h2"):
+    for proto in ("h2c", "https", "h2"):
         print(f"tether / haproxy RSS with 5k idle {proto} connections: {rows[(proto, 'tether')] / rows[(proto, 'haproxy')]:.2f}x")
 
 
@@ -193,9 +200,11 @@ def main():
             jar = cookies()
             for mode in modes:
                 for name in PROXIES:
-                    pid = base.pid_of(procs, name)
+                    pid = base.pid_of(procs, H2C[name][1] if mode == "h2c" else name)
                     cpu_before, wall_before = base.cpu_seconds(pid), time.monotonic()
-                    if mode == "h2":
+                    if mode == "h2c":
+                        res = h2load(H2C[name][0], args.duration, jar[name], scheme="http")
+                    elif mode == "h2":
                         res = h2load(PORTS[name], args.duration, jar[name])
                     else:
                         res = wrk_tls(PORTS[name], args.duration, jar[name], close=(mode == "handshake"))
