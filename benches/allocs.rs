@@ -7,6 +7,10 @@
 //! `cargo bench --bench allocs -- --trace` (best with `CARGO_PROFILE_BENCH_DEBUG=line-tables-only`)
 //! also records where each allocation of 100 requests came from and prints the call sites by
 //! count, for the plain baseline and the valid-cookie case.
+//!
+//! It also prints the heap an idle connection keeps (1,000 connections that each made one
+//! request: plain Pingora and tether over HTTP/1.1, tether over h2c); `-- --idle-sites` lists
+//! what tether's keep, by call site.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::backtrace::Backtrace;
@@ -209,18 +213,14 @@ fn call_site(trace: &Backtrace, depth: usize) -> Vec<String> {
 
 /// Opens `count` idle connections as [`idle_heap`] does and prints what their allocations that
 /// stay are, by call site (bytes per connection).
-fn idle_sites(label: &str, addr: SocketAddr, request: &[u8], count: usize) {
-    let mut warm = Client::connect(addr);
-    warm.exchange(request);
-    drop(warm);
+fn idle_sites(label: &str, open: &dyn Fn() -> TcpStream, count: usize) {
+    drop(open());
     settled_live();
     *LIVE_SITES.lock().unwrap() = Some(HashMap::new());
     LIVE_TRACING.store(true, Ordering::Relaxed);
     let mut held = Vec::new();
     for _ in 0..count {
-        let mut c = Client::connect(addr);
-        c.exchange(request);
-        held.push(c.conn);
+        held.push(open());
     }
     settled_live();
     LIVE_TRACING.store(false, Ordering::Relaxed);
@@ -282,25 +282,72 @@ fn measure_traced(addr: SocketAddr, request: &[u8], n: u64) {
     }
 }
 
-/// Heap bytes each idle keep-alive connection keeps: `count` connections each send `request`
-/// once, read the answer and stay open; the proxy's live heap (bytes allocated and not freed,
-/// the client's own buffers are on its stack) before and after, per connection.
-fn idle_heap(addr: SocketAddr, request: &[u8], count: usize) -> f64 {
-    let mut warm = Client::connect(addr);
-    warm.exchange(request);
-    drop(warm);
+/// Heap bytes each idle connection keeps: `count` connections opened by `open` (each has made
+/// one request and read its answer) stay open; the proxy's live heap (bytes allocated and not
+/// freed) before and after, per connection.
+fn idle_heap(open: &dyn Fn() -> TcpStream, count: usize) -> f64 {
+    drop(open());
     let before = settled_live();
     let mut held = Vec::with_capacity(count);
     for _ in 0..count {
-        let mut c = Client::connect(addr);
-        c.exchange(request);
-        held.push(c.conn);
+        held.push(open());
     }
     let after = settled_live();
     // The client's own `Vec` of streams is on the heap too.
     let own = (count * std::mem::size_of::<TcpStream>()) as i64;
     drop(held);
     (after - before - own) as f64 / count as f64
+}
+
+/// An HTTP/1.1 keep-alive connection that made one request.
+fn http1_once(addr: SocketAddr, request: &[u8]) -> TcpStream {
+    let mut c = Client::connect(addr);
+    c.exchange(request);
+    c.conn
+}
+
+/// An HTTP/2 connection with prior knowledge (h2c) that made one request (`GET /`) and read
+/// the answer: frames written by hand (HPACK literals without indexing), no client library.
+fn h2c_once(addr: SocketAddr) -> TcpStream {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_nodelay(true).unwrap();
+    let frame = |kind: u8, flags: u8, stream: u32, payload: &[u8]| {
+        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        f.extend([kind, flags]);
+        f.extend(stream.to_be_bytes());
+        f.extend(payload);
+        f
+    };
+    let mut block = Vec::new();
+    for (name, value) in [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":path", "/"),
+        (":authority", "example.com"),
+    ] {
+        block.push(0);
+        block.push(name.len() as u8);
+        block.extend(name.as_bytes());
+        block.push(value.len() as u8);
+        block.extend(value.as_bytes());
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+    out.extend(frame(0x4, 0x1, 0, &[])); // SETTINGS ACK (of the server's, sent at once)
+    out.extend(frame(0x1, 0x5, 1, &block)); // HEADERS, END_STREAM | END_HEADERS
+    conn.write_all(&out).unwrap();
+    // Frames until stream 1 ends (a HEADERS or DATA frame of stream 1 with END_STREAM).
+    loop {
+        let mut head = [0u8; 9];
+        conn.read_exact(&mut head).unwrap();
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        conn.read_exact(&mut payload).unwrap();
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        if stream == 1 && head[4] & 0x1 != 0 && head[3] <= 0x1 {
+            return conn;
+        }
+    }
 }
 
 /// The live heap once it stops moving (the proxy's tasks parked).
@@ -348,6 +395,30 @@ fn plain_pingora(backend: SocketAddr) -> SocketAddr {
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(addr).is_err() {
         assert!(Instant::now() < deadline, "plain proxy did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    addr
+}
+
+/// A second tether in this process with an h2c listener (`http2: true`) in front of `backend`.
+fn h2c_listener(backend: SocketAddr) -> SocketAddr {
+    let port = free_port();
+    let yaml = format!(
+        "version: 1\nthreads: 1\ngrace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 0
+pid_file: /tmp/tether-allocs-h2c-{pid}.pid\nupgrade_sock: /tmp/tether-allocs-h2c-{pid}.sock
+listeners: [{{name: h2c, address: 127.0.0.1:{port}, http2: true}}]
+clusters: [{{name: c, backends: [{backend}], health_check: {{type: none}}}}]
+routes: [{{name: r, backends: [{{cluster: c}}]}}]
+",
+        pid = std::process::id()
+    );
+    let config = tether::config::Config::parse(&yaml, Path::new("."), &|_| None).unwrap();
+    let server = tether::server::build(config, tether::server::StartMode::default()).unwrap();
+    std::thread::spawn(move || server.run_forever());
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "the h2c tether did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
     addr
@@ -431,19 +502,24 @@ services:
         "  sticky, valid cookie, preserve_header_case: false {:6.1}",
         measure(lower_addr, with_cookie.as_bytes(), n)
     );
+    let h2c = h2c_listener(backend);
+    println!("heap bytes kept per idle connection (1,000 connections, one request each):");
     println!(
-        "heap bytes kept per idle keep-alive connection (1,000 connections, one request each):"
+        "  plain Pingora, HTTP/1.1      {:8.0}",
+        idle_heap(&|| http1_once(baseline, get), 1000)
+    );
+    let sticky_once = || http1_once(sticky_addr, with_cookie.as_bytes());
+    println!(
+        "  tether, HTTP/1.1, sticky     {:8.0}",
+        idle_heap(&sticky_once, 1000)
     );
     println!(
-        "  plain Pingora                {:8.0}",
-        idle_heap(baseline, get, 1000)
-    );
-    println!(
-        "  tether, sticky               {:8.0}",
-        idle_heap(sticky_addr, with_cookie.as_bytes(), 1000)
+        "  tether, h2c                  {:8.0}",
+        idle_heap(&|| h2c_once(h2c), 1000)
     );
     if std::env::args().any(|a| a == "--idle-sites") {
-        idle_sites("tether, sticky", sticky_addr, with_cookie.as_bytes(), 200);
+        idle_sites("tether, HTTP/1.1, sticky", &sticky_once, 200);
+        idle_sites("tether, h2c", &|| h2c_once(h2c), 200);
     }
     if std::env::args().any(|a| a == "--trace") {
         trace("plain Pingora", baseline, get, 100);
