@@ -94,17 +94,4 @@ impl Gateway {
         let configs: Vec<_> = self.routes.iter().map(|r| r.config.clone()).collect();
         Router::new(&configs, listener)
     }
-
-    /// The clusters (their numbers) that routes on `listener` send requests to.
-    pub fn clusters_of(&self, listener: usize) -> Vec<usize> {
-        let mut found: Vec<usize> = self
-            .routes
-            .iter()
-            .filter(|r| r.config.listeners.contains(&listener))
-            .flat_map(|r| r.config.backends.iter().map(|w| w.cluster))
-            .collect();
-        found.sort_unstable();
-        found.dedup();
-        found
-    }
 }

@@ -47,11 +47,6 @@ impl ClusterService {
             cluster,
         })
     }
-
-    /// The service's name in Pingora's logs.
-    pub fn name(&self) -> String {
-        format!("cluster {}", self.cluster.config.name)
-    }
 }
 
 impl ClusterService {
