@@ -27,6 +27,7 @@ if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -90,6 +91,21 @@ for p in 18200 18101 18500 18600 18700; do wait_port $p; done
 bg "$OUT/plain_lb.log" env PLAIN_LB_LISTEN=127.0.0.1:18070 PLAIN_LB_BACKENDS=127.0.0.1:18101 RUST_LOG=warn \
   "$bin/examples/plain_lb" -c "$OUT/conf/plain.yaml"
 wait_port 18070
+# The case runner gives tether 0.6 s for its first answer (the session token every case carries);
+# a cold Node backend and a debug build on a slow machine can take longer. Warm the path first,
+# with a deadline, and show tether's log if it never answers.
+warm=0
+for _ in $(seq 1 50); do
+  if curl -s -m 5 -o /dev/null -D - http://127.0.0.1:18080/?c=warm-up | grep -qi '^set-cookie: _srv_id='; then
+    warm=1; break
+  fi
+  sleep 0.2
+done
+if [ "$warm" != 1 ]; then
+  echo "tether never answered on 127.0.0.1:18080 with a session cookie; its log:" >&2
+  tail -40 "$OUT/tether.log" >&2
+  exit 1
+fi
 export TETHER_PIDFILE=$OUT/tether.run.pid TETHER_RESTART="$harness/bin/start_tether.sh $bin/tether"
 export PLAIN_LB_PORT=18070
 timeout 300 "$py12" "$harness/bin/run_cases.py" | tee "$OUT/summary.txt"
