@@ -90,7 +90,7 @@ routes:
     env = dict(os.environ, BENCH_SESSION_KEY="load-bench-key-not-a-secret-0123456789",
                RUST_LOG="warn,tether::cluster::discovery=info")
     env.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
-    procs.start("tether", [f"{base.ROOT}/target/release/tether", "-c", conf], env=env, cpu=base.PROXY_CPU)
+    procs.start("tether", [base.TETHER, "-c", conf], env=env, cpu=base.PROXY_CPU)
     for port in PORTS.values():
         base.wait_port(port)
     return dns

@@ -71,7 +71,7 @@ def main():
     base.BACKEND_PORTS = [19410 + i for i in range(MEMBERS)]
     procs = base.Procs()
     env = dict(os.environ, BENCH_SESSION_KEY="load-bench-key-not-a-secret-0123456789", RUST_LOG="warn")
-    tether = f"{base.ROOT}/target/release/tether"
+    tether = base.TETHER
     try:
         base.start_nginx(procs)
         path, last = config("large", PORT, ADMIN, args.interval)

@@ -5,10 +5,15 @@ front of 4 nginx backends, driven by wrk on loopback.
 
 Each proxy runs one worker thread pinned to CPU 0 (taskset); wrk and nginx run on CPU 1. Two
 modes: `sticky` (every request carries a valid session cookie) and `new` (no cookie: a new
-session each). Runs are interleaved (HAProxy, Pingora, tether, HAProxy, ...) and repeated; the
-table shows medians and the ratios of tether to each other proxy from the same run.
+session each). Runs are interleaved (the order rotates every round) and repeated; the table
+shows medians and the ratios of tether to each other proxy from the same run.
 
     benches/load/run.py [--duration 10] [--rounds 3] [--connections 64] [--memory] [--routes 50]
+                        [--paired]
+
+`--paired`: plain Pingora and tether (or the --proxies given) driven at the same time, each by
+its own wrk, sharing the proxy CPU: both see the same machine at the same moment, so their CPU
+per request compares far more steadily than one run after another on a shared machine.
 
 `--routes N`: tether's sticky service becomes a gateway of N routes over N/2 hostnames (a
 `PathPrefix /static` route without sessions and a catch-all `/` route with cookie sessions per
@@ -31,6 +36,8 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORK = os.path.join(ROOT, "target", "loadbench")
+# The tether under test (TETHER_BIN: another build, e.g. an older commit's, to compare).
+TETHER = os.environ.get("TETHER_BIN", os.path.join(ROOT, "target", "release", "tether"))
 BACKEND_PORTS = [19081, 19082, 19083, 19084]
 PORTS = {"haproxy": 19100, "pingora": 19101, "tether": 19102, "tether-rr": 19103}
 # Proxies --proxies may name, in driving order. tether-rr is a second service of the same tether
@@ -242,7 +249,7 @@ def start_all(procs, tether_settings=(), tether_env=(), service_settings=(), rou
     env = dict(os.environ, BENCH_SESSION_KEY="load-bench-key-not-a-secret-0123456789", RUST_LOG="warn")
     env.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
     env.update(key_values(tether_env))
-    procs.start("tether", [f"{ROOT}/target/release/tether", "-c", tether_conf], env=env, cpu=PROXY_CPU)
+    procs.start("tether", [TETHER, "-c", tether_conf], env=env, cpu=PROXY_CPU)
     for port in PORTS.values():
         wait_port(port)
     time.sleep(1.5)  # first health checks
@@ -314,6 +321,37 @@ def wrk(port, duration, connections, cookies):
         if m:
             errors += sum(int(g) for g in m.groups())
     return {"rps": rps, "p50": latency(50), "p99": latency(99), "errors": errors}
+
+
+def run_paired(procs, args, names, modes):
+    """--paired: the named proxies under load at once (each its own wrk, all sharing the proxy
+    CPU), so that they see the same machine at the same moment; their CPU per request."""
+    from concurrent.futures import ThreadPoolExecutor
+    print(f"\nPaired: {', '.join(names)} driven at once ({args.rounds} rounds, {args.duration} s each)")
+    for mode in modes:
+        effs = []
+        for _ in range(args.rounds):
+            jar = cookies()
+            pids = {n: pid_of(procs, n) for n in names}
+            cpu0 = {n: cpu_seconds(pid) for n, pid in pids.items()}
+            with ThreadPoolExecutor(len(names)) as ex:
+                runs = {n: ex.submit(wrk, PORTS[n], args.duration, args.connections, jar[n] if mode == "sticky" else None) for n in names}
+                res = {n: f.result() for n, f in runs.items()}
+            us = {n: 1e6 * (cpu_seconds(pids[n]) - cpu0[n]) / (res[n]["rps"] * args.duration) for n in names}
+            if "pingora" in us and "tether" in us:
+                effs.append(us["pingora"] / us["tether"])
+            print(f"  {mode:6} " + "   ".join(f"{n} {res[n]['rps']:7.0f} req/s {us[n]:5.1f} us cpu/req" for n in names)
+                  + (f"   efficiency {effs[-1]:.3f}" if effs else ""), flush=True)
+        if effs:
+            print(f"  {mode:6} tether / pingora efficiency: median {statistics.median(effs):.3f} ({min(effs):.3f}-{max(effs):.3f})")
+
+
+def round_order(names, r):
+    """The proxies in the order round `r` runs them: rotated every round, so that no proxy always
+    runs first or right after another (the machine drifts over a run)."""
+    names = list(names)
+    k = r % len(names) if names else 0
+    return names[k:] + names[:k]
 
 
 def pid_of(procs, name):
@@ -399,6 +437,7 @@ def main():
     ap.add_argument("--tether-threads", type=int, default=1, help="tether's worker threads (the other proxies keep 1)")
     ap.add_argument("--unpinned", action="store_true", help="proxies, wrk and nginx share every CPU (for --tether-threads 2)")
     ap.add_argument("--memory", action="store_true", help="also measure RSS with 5,000 idle keep-alive connections")
+    ap.add_argument("--paired", action="store_true", help="drive the --proxies (default pingora,tether) at once instead of one after the other: the steadiest comparison of CPU per request")
     ap.add_argument("--routes", type=int, default=0, help="tether's sticky service as a gateway of this many routes (even; traffic hits the one precedence finds last)")
     ap.add_argument("--profile", choices=["sticky", "new"], help="only profile (perf record -e cpu-clock, flamegraphs) the --proxies in this mode")
     args = ap.parse_args()
@@ -427,13 +466,16 @@ def main():
         names = [n for n in PROXIES if n in (args.proxies or ",".join(PROXIES)).split(",")]
         # --rounds 0: only --memory.
         modes = [m for m in ("sticky", "new") if m in args.modes.split(",")] if args.rounds else []
+        if args.paired:
+            run_paired(procs, args, [n for n in names if args.proxies or n in ("pingora", "tether")], modes)
+            return
         results = {}
         for r in range(args.rounds):
             # Fresh tokens each round: with idle_timeout 30m tether re-issues a token older than
             # 3 minutes on every request (wrk never takes the new one), which is not this load.
             jar = cookies() if r else jar
             for mode in modes:
-                for name in names:
+                for name in round_order(names, r):
                     cookie = jar[name] if mode == "sticky" else None
                     pid = pid_of(procs, name)
                     cpu_before, wall_before = cpu_seconds(pid), time.monotonic()

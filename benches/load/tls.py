@@ -13,6 +13,12 @@ Modes (each proxy pinned to CPU 0, clients and nginx to CPU 1, runs interleaved 
              Pingora with `h2c`, tether's listener with `http2: true`)
 
     benches/load/tls.py [--duration 10] [--rounds 3] [--modes https,h2,handshake,h2c] [--memory]
+                        [--paired]
+
+`--paired`: tether and plain Pingora driven at the same time, each by its own clients, sharing
+the proxy CPU: both see the same machine at the same moment, so their CPU per request compares
+far more steadily than in runs one after the other (per round spread ~0.04 against ~0.4 on the
+shared 2-core machine). Reports tether's efficiency (Pingora's CPU per request over tether's).
 
 `--memory` (`--rounds 0` for it alone): each proxy's RSS at rest and with 5,000 idle connections
 that each made one request (idle.py): h2c, HTTPS (HTTP/1.1) and HTTP/2 over TLS. (HAProxy serves
@@ -41,6 +47,12 @@ H2C_PORT = 19203
 H2C = {"haproxy": (19204, "haproxy"), "pingora": (19205, "pingora-h2c"), "tether": (H2C_PORT, "tether")}
 PROXIES = tuple(PORTS)
 ADMIN = 19299
+# The h2 modes keep 640 requests in flight over 4 backends; Pingora's default upstream pool (128
+# idle connections, one LRU over every backend) would close and reopen connections all run long,
+# and more so for tether, whose sticky clients load one backend each while plain Pingora's round
+# robin spreads every client evenly. HAProxy's pool has no such limit: both Pingora-based proxies
+# get room for every connection in flight, so the runs compare proxies, not pool thrash.
+POOL = "upstream_keepalive_pool_size: 1024\n"
 
 
 def ensure_tools():
@@ -73,16 +85,16 @@ def start_all(procs):
                        cookie_extra=" secure")
 
     backends = ",".join(f"127.0.0.1:{p}" for p in base.BACKEND_PORTS)
-    pingora_conf = base.write("pingora-tls.yaml", f"version: 1\nthreads: 1\npid_file: {base.WORK}/pingora-tls.pid\nupgrade_sock: {base.WORK}/pingora-tls.sock\ngrace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 0\n")
+    pingora_conf = base.write("pingora-tls.yaml", f"version: 1\nthreads: 1\npid_file: {base.WORK}/pingora-tls.pid\nupgrade_sock: {base.WORK}/pingora-tls.sock\ngrace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 0\n{POOL}")
     env = dict(os.environ, PLAIN_LB_LISTEN=f"127.0.0.1:{PORTS['pingora']}", PLAIN_LB_BACKENDS=backends,
                PLAIN_LB_TLS_CERT=cert, PLAIN_LB_TLS_KEY=key, RUST_LOG="warn")
     procs.start("pingora", [f"{base.ROOT}/target/release/examples/plain_lb", "-c", pingora_conf], env=env, cpu=base.PROXY_CPU)
-    h2c_conf = base.write("pingora-h2c.yaml", f"version: 1\nthreads: 1\npid_file: {base.WORK}/pingora-h2c.pid\nupgrade_sock: {base.WORK}/pingora-h2c.sock\ngrace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 0\n")
+    h2c_conf = base.write("pingora-h2c.yaml", f"version: 1\nthreads: 1\npid_file: {base.WORK}/pingora-h2c.pid\nupgrade_sock: {base.WORK}/pingora-h2c.sock\ngrace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 0\n{POOL}")
     env = dict(os.environ, PLAIN_LB_LISTEN=f"127.0.0.1:{H2C['pingora'][0]}", PLAIN_LB_BACKENDS=backends, PLAIN_LB_H2C="1", RUST_LOG="warn")
     procs.start("pingora-h2c", [f"{base.ROOT}/target/release/examples/plain_lb", "-c", h2c_conf], env=env, cpu=base.PROXY_CPU)
 
     backend_lines = "\n".join(f"      - {{address: 127.0.0.1:{p}, id: app-{i}}}" for i, p in enumerate(base.BACKEND_PORTS, 1))
-    tether_conf = base.write("tether-tls.yaml", base.tether_head("tether-tls", ADMIN) + f"""listeners:
+    tether_conf = base.write("tether-tls.yaml", base.tether_head("tether-tls", ADMIN, POOL) + f"""listeners:
   - name: bench
     address: 127.0.0.1:{PORTS['tether']}
     tls:
@@ -102,7 +114,7 @@ routes:
 """)
     env = dict(os.environ, BENCH_SESSION_KEY="load-bench-key-not-a-secret-0123456789", RUST_LOG="warn")
     env.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
-    procs.start("tether", [f"{base.ROOT}/target/release/tether", "-c", tether_conf], env=env, cpu=base.PROXY_CPU)
+    procs.start("tether", [base.TETHER, "-c", tether_conf], env=env, cpu=base.PROXY_CPU)
     for port in [*PORTS.values(), *(p for p, _ in H2C.values())]:
         base.wait_port(port)
     time.sleep(1.5)
@@ -165,6 +177,36 @@ def h2load(port, duration, cookies, scheme="https"):
     return {"rps": rps, "errors": errors}
 
 
+def drive(mode, name, duration, cookies):
+    """One run of `mode` against proxy `name`."""
+    if mode == "h2c":
+        return h2load(H2C[name][0], duration, cookies, scheme="http")
+    if mode == "h2":
+        return h2load(PORTS[name], duration, cookies)
+    return wrk_tls(PORTS[name], duration, cookies, close=(mode == "handshake"))
+
+
+def paired(procs, modes, rounds, duration):
+    """tether and plain Pingora under load at once; their CPU per request, round by round."""
+    from concurrent.futures import ThreadPoolExecutor
+    names = ("pingora", "tether")
+    print(f"\nPaired: tether and plain Pingora driven at once ({rounds} rounds, {duration} s each)")
+    for mode in modes:
+        effs = []
+        for _ in range(rounds):
+            jar = cookies()
+            pids = {n: base.pid_of(procs, H2C[n][1] if mode == "h2c" else n) for n in names}
+            cpu0 = {n: base.cpu_seconds(pid) for n, pid in pids.items()}
+            with ThreadPoolExecutor(len(names)) as ex:
+                runs = {n: ex.submit(drive, mode, n, duration, jar[n]) for n in names}
+                res = {n: f.result() for n, f in runs.items()}
+            us = {n: 1e6 * (base.cpu_seconds(pids[n]) - cpu0[n]) / (res[n]["rps"] * duration) for n in names}
+            effs.append(us["pingora"] / us["tether"])
+            print(f"  {mode:9} tether {res['tether']['rps']:8.0f} req/s {us['tether']:6.1f} us cpu/req   "
+                  f"pingora {res['pingora']['rps']:8.0f} req/s {us['pingora']:6.1f} us cpu/req   efficiency {effs[-1]:.3f}", flush=True)
+        print(f"  {mode:9} tether / pingora efficiency: median {statistics.median(effs):.3f} ({min(effs):.3f}-{max(effs):.3f})")
+
+
 def memory(procs):
     import idle
     print("\nMemory (VmRSS): at rest, then with 5,000 idle connections that each made one request")
@@ -188,6 +230,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--modes", default="https,h2,handshake")
     ap.add_argument("--memory", action="store_true", help="also RSS with 5,000 idle connections per protocol")
+    ap.add_argument("--paired", action="store_true", help="tether and plain Pingora at once, instead of one after the other")
     args = ap.parse_args()
     os.makedirs(base.WORK, exist_ok=True)
     ensure_tools()
@@ -195,19 +238,17 @@ def main():
     try:
         start_all(procs)
         modes = args.modes.split(",") if args.rounds else []
+        if args.paired:
+            paired(procs, modes, args.rounds, args.duration)
+            return
         results = {}
         for r in range(args.rounds):
             jar = cookies()
             for mode in modes:
-                for name in PROXIES:
+                for name in base.round_order(PROXIES, r):
                     pid = base.pid_of(procs, H2C[name][1] if mode == "h2c" else name)
                     cpu_before, wall_before = base.cpu_seconds(pid), time.monotonic()
-                    if mode == "h2c":
-                        res = h2load(H2C[name][0], args.duration, jar[name], scheme="http")
-                    elif mode == "h2":
-                        res = h2load(PORTS[name], args.duration, jar[name])
-                    else:
-                        res = wrk_tls(PORTS[name], args.duration, jar[name], close=(mode == "handshake"))
+                    res = drive(mode, name, args.duration, jar[name])
                     cpu, wall = base.cpu_seconds(pid) - cpu_before, time.monotonic() - wall_before
                     res["cpu"] = 100 * cpu / wall
                     # The proxy's CPU time per request: steadier than throughput on a noisy machine.

@@ -40,7 +40,7 @@ def start_all(procs):
 """)
     env = dict(os.environ, BENCH_SESSION_KEY="load-bench-key-not-a-secret-0123456789", RUST_LOG="warn")
     env.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
-    procs.start("tether", [f"{base.ROOT}/target/release/tether", "-c", tether_conf], env=env, cpu=base.PROXY_CPU)
+    procs.start("tether", [base.TETHER, "-c", tether_conf], env=env, cpu=base.PROXY_CPU)
     for port in PORTS.values():
         base.wait_port(port)
     time.sleep(1.5)
@@ -66,7 +66,7 @@ def main():
         start_all(procs)
         results = {}
         for r in range(args.rounds):
-            for name in PORTS:
+            for name in base.round_order(PORTS, r):
                 pid = base.pid_of(procs, name)
                 cpu0, wall0 = base.cpu_seconds(pid), time.monotonic()
                 res = drive(PORTS[name], args.duration)
