@@ -391,13 +391,7 @@ fn plain_pingora(backend: SocketAddr) -> SocketAddr {
     server.add_service(proxy);
     server.add_service(background);
     std::thread::spawn(move || server.run_forever());
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "plain proxy did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    addr
+    listening(port, "plain proxy")
 }
 
 /// A second tether in this process with an h2c listener (`http2: true`) in front of `backend`.
@@ -415,10 +409,15 @@ routes: [{{name: r, backends: [{{cluster: c}}]}}]
     let config = tether::config::Config::parse(&yaml, Path::new("."), &|_| None).unwrap();
     let server = tether::server::build(config, tether::server::StartMode::default()).unwrap();
     std::thread::spawn(move || server.run_forever());
+    listening(port, "the h2c tether")
+}
+
+/// The address of a server started in this process, once it accepts connections.
+fn listening(port: u16, what: &str) -> SocketAddr {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "the h2c tether did not start");
+        assert!(Instant::now() < deadline, "{what} did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
     addr
@@ -450,17 +449,9 @@ services:
     let config = tether::config::Config::parse(&yaml, Path::new("."), &env).unwrap();
     let server = tether::server::build(config, tether::server::StartMode::default()).unwrap();
     std::thread::spawn(move || server.run_forever());
-    let plain_addr: SocketAddr = format!("127.0.0.1:{plain}").parse().unwrap();
-    let sticky_addr: SocketAddr = format!("127.0.0.1:{sticky}").parse().unwrap();
-    let lower_addr: SocketAddr = format!("127.0.0.1:{lower}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while [plain_addr, sticky_addr, lower_addr]
-        .iter()
-        .any(|a| TcpStream::connect(a).is_err())
-    {
-        assert!(Instant::now() < deadline, "tether did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let plain_addr = listening(plain, "tether");
+    let sticky_addr = listening(sticky, "tether");
+    let lower_addr = listening(lower, "tether");
     // A valid token, from a first response.
     let mut c = TcpStream::connect(sticky_addr).unwrap();
     c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -323,27 +323,29 @@ def wrk(port, duration, connections, cookies):
     return {"rps": rps, "p50": latency(50), "p99": latency(99), "errors": errors}
 
 
-def run_paired(procs, args, names, modes):
-    """--paired: the named proxies under load at once (each its own wrk, all sharing the proxy
-    CPU), so that they see the same machine at the same moment; their CPU per request."""
+def paired(names, modes, rounds, duration, fresh_cookies, process_of, drive):
+    """`--paired`: the named proxies under load at once (each its own clients, all sharing the
+    proxy CPU), so that they see the same machine at the same moment; their CPU per request,
+    round by round. `process_of(mode, name)` is the pid serving it, `drive(mode, name, jar)` one
+    run returning its req/s."""
     from concurrent.futures import ThreadPoolExecutor
-    print(f"\nPaired: {', '.join(names)} driven at once ({args.rounds} rounds, {args.duration} s each)")
+    print(f"\nPaired: {', '.join(names)} driven at once ({rounds} rounds, {duration} s each)")
     for mode in modes:
         effs = []
-        for _ in range(args.rounds):
-            jar = cookies()
-            pids = {n: pid_of(procs, n) for n in names}
+        for _ in range(rounds):
+            jar = fresh_cookies()
+            pids = {n: process_of(mode, n) for n in names}
             cpu0 = {n: cpu_seconds(pid) for n, pid in pids.items()}
             with ThreadPoolExecutor(len(names)) as ex:
-                runs = {n: ex.submit(wrk, PORTS[n], args.duration, args.connections, jar[n] if mode == "sticky" else None) for n in names}
+                runs = {n: ex.submit(drive, mode, n, jar) for n in names}
                 res = {n: f.result() for n, f in runs.items()}
-            us = {n: 1e6 * (cpu_seconds(pids[n]) - cpu0[n]) / (res[n]["rps"] * args.duration) for n in names}
+            us = {n: 1e6 * (cpu_seconds(pids[n]) - cpu0[n]) / (res[n]["rps"] * duration) for n in names}
             if "pingora" in us and "tether" in us:
                 effs.append(us["pingora"] / us["tether"])
-            print(f"  {mode:6} " + "   ".join(f"{n} {res[n]['rps']:7.0f} req/s {us[n]:5.1f} us cpu/req" for n in names)
+            print(f"  {mode:9} " + "   ".join(f"{n} {res[n]['rps']:8.0f} req/s {us[n]:6.1f} us cpu/req" for n in names)
                   + (f"   efficiency {effs[-1]:.3f}" if effs else ""), flush=True)
         if effs:
-            print(f"  {mode:6} tether / pingora efficiency: median {statistics.median(effs):.3f} ({min(effs):.3f}-{max(effs):.3f})")
+            print(f"  {mode:9} tether / pingora efficiency: median {statistics.median(effs):.3f} ({min(effs):.3f}-{max(effs):.3f})")
 
 
 def round_order(names, r):
@@ -467,7 +469,9 @@ def main():
         # --rounds 0: only --memory.
         modes = [m for m in ("sticky", "new") if m in args.modes.split(",")] if args.rounds else []
         if args.paired:
-            run_paired(procs, args, [n for n in names if args.proxies or n in ("pingora", "tether")], modes)
+            paired([n for n in names if args.proxies or n in ("pingora", "tether")], modes, args.rounds, args.duration,
+                   cookies, lambda mode, name: pid_of(procs, name),
+                   lambda mode, name, jar: wrk(PORTS[name], args.duration, args.connections, jar[name] if mode == "sticky" else None))
             return
         results = {}
         for r in range(args.rounds):
@@ -501,12 +505,12 @@ def main():
             for other in (n for n in names if n != "tether"):
                 o = med[(other, mode)]
                 per_round = [a["rps"] / b["rps"] for a, b in zip(results[("tether", mode)], results[(other, mode)])]
-                paired = statistics.median(per_round)
-                paired_p99 = statistics.median(
+                round_median = statistics.median(per_round)
+                p99_round_median = statistics.median(
                     a["p99"] / b["p99"] for a, b in zip(results[("tether", mode)], results[(other, mode)])
                 )
                 # The spread of the per-round ratios shows how far one run can be trusted.
-                print(f"  {mode:7} vs {other:9} throughput {t['rps'] / o['rps']:.3f}x (per round {paired:.3f}x, {min(per_round):.3f}-{max(per_round):.3f})   p99 {t['p99'] / o['p99']:.3f}x (per round {paired_p99:.3f}x)")
+                print(f"  {mode:7} vs {other:9} throughput {t['rps'] / o['rps']:.3f}x (per round {round_median:.3f}x, {min(per_round):.3f}-{max(per_round):.3f})   p99 {t['p99'] / o['p99']:.3f}x (per round {p99_round_median:.3f}x)")
         if "tether" in names:
             # A check on the load itself: sticky requests must have been routed by their token.
             with urllib.request.urlopen(f"http://127.0.0.1:{TETHER_ADMIN}/metrics", timeout=5) as r:

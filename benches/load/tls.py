@@ -186,27 +186,6 @@ def drive(mode, name, duration, cookies):
     return wrk_tls(PORTS[name], duration, cookies, close=(mode == "handshake"))
 
 
-def paired(procs, modes, rounds, duration):
-    """tether and plain Pingora under load at once; their CPU per request, round by round."""
-    from concurrent.futures import ThreadPoolExecutor
-    names = ("pingora", "tether")
-    print(f"\nPaired: tether and plain Pingora driven at once ({rounds} rounds, {duration} s each)")
-    for mode in modes:
-        effs = []
-        for _ in range(rounds):
-            jar = cookies()
-            pids = {n: base.pid_of(procs, H2C[n][1] if mode == "h2c" else n) for n in names}
-            cpu0 = {n: base.cpu_seconds(pid) for n, pid in pids.items()}
-            with ThreadPoolExecutor(len(names)) as ex:
-                runs = {n: ex.submit(drive, mode, n, duration, jar[n]) for n in names}
-                res = {n: f.result() for n, f in runs.items()}
-            us = {n: 1e6 * (base.cpu_seconds(pids[n]) - cpu0[n]) / (res[n]["rps"] * duration) for n in names}
-            effs.append(us["pingora"] / us["tether"])
-            print(f"  {mode:9} tether {res['tether']['rps']:8.0f} req/s {us['tether']:6.1f} us cpu/req   "
-                  f"pingora {res['pingora']['rps']:8.0f} req/s {us['pingora']:6.1f} us cpu/req   efficiency {effs[-1]:.3f}", flush=True)
-        print(f"  {mode:9} tether / pingora efficiency: median {statistics.median(effs):.3f} ({min(effs):.3f}-{max(effs):.3f})")
-
-
 def memory(procs):
     import idle
     print("\nMemory (VmRSS): at rest, then with 5,000 idle connections that each made one request")
@@ -239,7 +218,9 @@ def main():
         start_all(procs)
         modes = args.modes.split(",") if args.rounds else []
         if args.paired:
-            paired(procs, modes, args.rounds, args.duration)
+            base.paired(("pingora", "tether"), modes, args.rounds, args.duration, cookies,
+                        lambda mode, name: base.pid_of(procs, H2C[name][1] if mode == "h2c" else name),
+                        lambda mode, name, jar: drive(mode, name, args.duration, jar[name]))
             return
         results = {}
         for r in range(args.rounds):
