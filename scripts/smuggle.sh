@@ -58,6 +58,23 @@ if [ -n "${SMUGGLER_SRC:-}" ]; then
   cp -r "$SMUGGLER_SRC/lib" "$out/harness/tools/smuggler/"
 fi
 harness=$out/harness
+# The case runner gives tether 0.6 s for its first answer (the session token every case carries);
+# a cold Node backend behind it took 0.83 s once, and longer in a debug build on a slow machine.
+# So every start of tether by the harness (start_tether.sh, also its restart after a crash) is
+# followed by requests through it until one answers with a session cookie, or tether's log.
+mv "$harness/bin/start_tether.sh" "$harness/bin/start_tether.orig.sh"
+cat > "$harness/bin/start_tether.sh" <<'WARM'
+#!/bin/bash
+"$(dirname "$0")/start_tether.orig.sh" "$@" || exit 1
+for _ in $(seq 1 50); do
+  curl -s -m 5 -o /dev/null -D - 'http://127.0.0.1:18080/?c=warm-up' | grep -qi '^set-cookie: _srv_id=' && exit 0
+  sleep 0.2
+done
+echo "tether never answered on 127.0.0.1:18080 with a session cookie; its log:" >&2
+tail -40 "${OUT:?}/tether.log" >&2
+exit 1
+WARM
+chmod +x "$harness/bin/start_tether.sh"
 export SMUGGLE_OUT=$out/run OUT=$out/run PYTHONDONTWRITEBYTECODE=1
 # 100 Garden mutations finish within the harness's 90 s bound for that stage.
 export GARDEN_ITER=${GARDEN_ITER:-100}
@@ -91,21 +108,6 @@ for p in 18200 18101 18500 18600 18700; do wait_port $p; done
 bg "$OUT/plain_lb.log" env PLAIN_LB_LISTEN=127.0.0.1:18070 PLAIN_LB_BACKENDS=127.0.0.1:18101 RUST_LOG=warn \
   "$bin/examples/plain_lb" -c "$OUT/conf/plain.yaml"
 wait_port 18070
-# The case runner gives tether 0.6 s for its first answer (the session token every case carries);
-# a cold Node backend and a debug build on a slow machine can take longer. Warm the path first,
-# with a deadline, and show tether's log if it never answers.
-warm=0
-for _ in $(seq 1 50); do
-  if curl -s -m 5 -o /dev/null -D - http://127.0.0.1:18080/?c=warm-up | grep -qi '^set-cookie: _srv_id='; then
-    warm=1; break
-  fi
-  sleep 0.2
-done
-if [ "$warm" != 1 ]; then
-  echo "tether never answered on 127.0.0.1:18080 with a session cookie; its log:" >&2
-  tail -40 "$OUT/tether.log" >&2
-  exit 1
-fi
 export TETHER_PIDFILE=$OUT/tether.run.pid TETHER_RESTART="$harness/bin/start_tether.sh $bin/tether"
 export PLAIN_LB_PORT=18070
 timeout 300 "$py12" "$harness/bin/run_cases.py" | tee "$OUT/summary.txt"
