@@ -6,11 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 run=target/demo
 stop() {
+  # tether: SIGINT (its fast shutdown). The backends, started in the background by a
+  # non-interactive shell, ignore SIGINT: SIGTERM. Whatever still runs after 2 s: SIGKILL.
   for p in "$run"/*.pid; do
     [ -e "$p" ] || continue
     pid=$(cat "$p")
-    kill -INT "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    first=TERM
+    [ "$(basename "$p")" = tether.pid ] && first=INT
+    for sig in $first KILL; do
+      kill -"$sig" "$pid" 2>/dev/null || break
+      for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break 2; sleep 0.1; done
+    done
     rm -f "$p"
   done
 }
